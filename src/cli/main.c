@@ -1,0 +1,2 @@
+#include "dptrain.h"
+int main(void) { return 0; }

@@ -1,0 +1,150 @@
+/* Datasets: image/label validation, split and shuffle determinism. */
+#include "helpers.h"
+
+static void write_set(const char *dir, const char *pre, uint32_t n, uint32_t nlab,
+                      uint8_t bad_label, int gz)
+{
+    uint32_t di[3] = { n, 4, 4 }, dl[1] = { nlab };
+    uint8_t *img = calloc(n * 16, 1), *lab = calloc(nlab, 1);
+    for (uint32_t i = 0; i < n * 16; i++)
+        img[i] = (uint8_t)i;
+    for (uint32_t i = 0; i < nlab; i++)
+        lab[i] = (uint8_t)(i % 3);
+    if (bad_label)
+        lab[nlab - 1] = bad_label;
+    char p[512];
+    dpt_error err = { 0 };
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte%s", dir, pre, gz ? ".gz" : "");
+    cr_assert_eq(dpt_idx_write(p, 3, di, img, gz, &err), DPT_OK, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte%s", dir, pre, gz ? ".gz" : "");
+    cr_assert_eq(dpt_idx_write(p, 1, dl, lab, gz, &err), DPT_OK, "%s", err.msg);
+    free(img);
+    free(lab);
+}
+
+Test(dataset, a_directory_of_plain_and_gzipped_files_loads)
+{
+    write_set(tmpdir(), "train", 10, 10, 0, 1);
+    write_set(tmpdir(), "t10k", 6, 6, 0, 0);
+    dpt_dataset tr, te;
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_dataset_load_dir(tmpdir(), 0, 10, &tr, &err), DPT_OK, "%s", err.msg);
+    cr_assert_eq(dpt_dataset_load_dir(tmpdir(), 1, 10, &te, &err), DPT_OK, "%s", err.msg);
+    cr_assert_eq(tr.n, 10);
+    cr_assert_eq(te.n, 6);
+    cr_assert_eq(tr.dim, 16);
+    cr_assert_eq(tr.classes, 3);
+    cr_assert_eq(tr.images[17], 17);
+    dpt_dataset_free(&tr);
+    dpt_dataset_free(&te);
+}
+
+Test(dataset, count_mismatch_names_the_label_file)
+{
+    write_set(tmpdir(), "train", 10, 9, 0, 0);
+    dpt_dataset ds;
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_dataset_load_dir(tmpdir(), 0, 10, &ds, &err), DPT_EINPUT);
+    cr_assert(strstr(err.msg, "train-labels-idx1-ubyte: holds 9 labels but"), "%s", err.msg);
+}
+
+Test(dataset, label_out_of_range_is_rejected)
+{
+    write_set(tmpdir(), "train", 10, 10, 12, 0);
+    dpt_dataset ds;
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_dataset_load_dir(tmpdir(), 0, 10, &ds, &err), DPT_EINPUT);
+    cr_assert(strstr(err.msg, "label 12 of item 9 is outside the 10 classes"), "%s", err.msg);
+}
+
+Test(dataset, missing_directory_is_a_clear_error)
+{
+    dpt_dataset ds;
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_dataset_load_dir("/nonexistent/dir", 0, 10, &ds, &err), DPT_EINPUT);
+    cr_assert(strstr(err.msg, "/nonexistent/dir: not a data directory"), "%s", err.msg);
+}
+
+Test(dataset, missing_file_names_the_file)
+{
+    dpt_dataset ds;
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_dataset_load_dir(tmpdir(), 1, 10, &ds, &err), DPT_EINPUT);
+    cr_assert(strstr(err.msg, "t10k-images-idx3-ubyte: cannot open"), "%s", err.msg);
+}
+
+Test(dataset, split_is_a_seeded_partition)
+{
+    uint32_t *tr, *va, *tr2, *va2, *tr3, *va3;
+    size_t nt, nv, nt2, nv2, nt3, nv3;
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_split(1000, 0.2, 7, &tr, &nt, &va, &nv, &err), DPT_OK);
+    cr_assert_eq(nt, 800);
+    cr_assert_eq(nv, 200);
+    char seen[1000] = { 0 };
+    for (size_t i = 0; i < nt; i++)
+        seen[tr[i]]++;
+    for (size_t i = 0; i < nv; i++)
+        seen[va[i]]++;
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(seen[i], 1, "index %d appears %d times", i, seen[i]);
+    cr_assert_eq(dpt_split(1000, 0.2, 7, &tr2, &nt2, &va2, &nv2, &err), DPT_OK);
+    cr_assert_arr_eq(va, va2, nv * sizeof *va, "same seed, same split");
+    cr_assert_eq(dpt_split(1000, 0.2, 8, &tr3, &nt3, &va3, &nv3, &err), DPT_OK);
+    cr_assert(memcmp(va, va3, nv * sizeof *va) != 0, "another seed, another split");
+    dpt_free(tr); dpt_free(va); dpt_free(tr2); dpt_free(va2); dpt_free(tr3); dpt_free(va3);
+}
+
+Test(dataset, split_rejects_fractions_outside_zero_one)
+{
+    uint32_t *tr, *va;
+    size_t nt, nv;
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_split(10, 1.0, 1, &tr, &nt, &va, &nv, &err), DPT_EINPUT);
+    cr_assert_eq(dpt_split(10, -0.1, 1, &tr, &nt, &va, &nv, &err), DPT_EINPUT);
+    cr_assert_eq(dpt_split(10, 0.0, 1, &tr, &nt, &va, &nv, &err), DPT_OK);
+    cr_assert_eq(nv, 0);
+    dpt_free(tr); dpt_free(va);
+}
+
+Test(dataset, shuffle_depends_only_on_seed_and_epoch)
+{
+    enum { N = 500 };
+    uint32_t base[N], a[N], b[N], c[N], d[N];
+    for (int i = 0; i < N; i++)
+        base[i] = (uint32_t)(3 * i);
+    dpt_shuffle(base, a, N, 1, 0);
+    dpt_shuffle(base, b, N, 1, 0);
+    dpt_shuffle(base, c, N, 1, 1);
+    dpt_shuffle(base, d, N, 2, 0);
+    cr_assert_arr_eq(a, b, sizeof a);
+    cr_assert(memcmp(a, c, sizeof a) != 0, "epochs differ");
+    cr_assert(memcmp(a, d, sizeof a) != 0, "seeds differ");
+    cr_assert(memcmp(a, base, sizeof a) != 0, "it shuffles");
+    long sum = 0;
+    for (int i = 0; i < N; i++)
+        sum += a[i];
+    cr_assert_eq(sum, 3L * N * (N - 1) / 2, "a permutation of the base");
+}
+
+Test(dataset, the_fetched_mnist_has_the_documented_shape)
+{
+    dpt_dataset tr, te;
+    dpt_error err = { 0 };
+    const char *dir = data_dir("mnist");
+    if (dpt_dataset_load_dir(dir, 0, 10, &tr, &err) != DPT_OK)
+        cr_skip_test("%s", err.msg);
+    cr_assert_eq(dpt_dataset_load_dir(dir, 1, 10, &te, &err), DPT_OK, "%s", err.msg);
+    cr_assert_eq(tr.n, 8000);
+    cr_assert_eq(te.n, 2000);
+    cr_assert_eq(tr.dim, 784);
+    cr_assert_eq(tr.classes, 10);
+    int per[10] = { 0 };
+    for (size_t i = 0; i < te.n; i++)
+        per[te.labels[i]]++;
+    cr_assert_eq(per[1], 225, "stratified: digit 1 has 225 test images");
+    cr_assert_eq(tr.labels[0], 0);
+    cr_assert_eq(tr.labels[1], 1, "round-robin order over digits");
+    dpt_dataset_free(&tr);
+    dpt_dataset_free(&te);
+}
