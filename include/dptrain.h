@@ -109,6 +109,45 @@ int dpt_split(size_t n, double val_fraction, uint64_t seed, uint32_t **train_idx
 void dpt_shuffle(const uint32_t *base, uint32_t *out, size_t n, uint64_t seed,
                  uint64_t epoch);
 
+
+/* ------------------------------------------------------------------ gemm -------- */
+
+/* Fused epilogue applied after alpha*op(A)op(B) + beta*C: add bias[j] (length N), clamp
+ * at zero (relu), zero where mask[i*ldm + j] <= 0 (the ReLU mask of backward). */
+typedef struct dpt_epilogue {
+    const float *bias;
+    int relu;
+    const float *mask;
+    int ldm;
+} dpt_epilogue;
+
+/* C[M x N] = alpha * op(A) * op(B) + beta * C, row-major, single-threaded.
+ * op(A) is M x K: A (lda >= K) or, when ta != 0, A^T of a K x M matrix (lda >= M).
+ * op(B) is K x N: B (ldb >= N) or, when tb != 0, B^T of an N x K matrix (ldb >= K).
+ * beta == 0 overwrites C without reading it (NaN in C does not propagate).
+ * The value of each row of C is bitwise independent of M and of the row's position.
+ * Returns DPT_OK, or DPT_EFAIL if this thread's packing buffers (a few MiB, allocated on
+ * first use and kept) could not be allocated; dpt_gemm_reserve() allocates them ahead. */
+int dpt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+/* The same with a fused epilogue (ep may be NULL). */
+int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                  const dpt_epilogue *ep);
+/* Allocates the calling thread's packing buffers for the active kernel now. */
+int dpt_gemm_reserve(void);
+/* Chooses the micro-kernel: "ref", "avx2", "avx512", or NULL / "auto" for the best this
+ * CPU runs (the default, decided once at start-up; DPTRAIN_ISA overrides it). Fails with
+ * DPT_EINPUT for an unknown name or a kernel this CPU cannot run. Not thread-safe:
+ * call before training starts. */
+int dpt_gemm_select(const char *isa, dpt_error *err);
+/* Name of the kernel in use, and whether this CPU can run a given one. */
+const char *dpt_gemm_kernel(void);
+int dpt_gemm_supported(const char *isa);
+/* The M at or below which B is read unpacked; set (>= 0) for benchmarks and tests,
+ * query with -1. Returns the previous value. */
+int dpt_gemm_small_m(int m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,315 @@
+/* The sgemm driver: BLIS's five blocking loops around a micro-kernel, packing, the
+ * small-problem path, and the kernel chosen once at start-up from cpuid.
+ *
+ *   for jc in N step NC            (B block: kc x nc, packed into L3/L2)
+ *     for pc in K step KC          (fixed KC per kernel: it fixes the rounding order)
+ *       pack B[pc:+kc, jc:+nc]     (unless unpacked: small M and B not transposed)
+ *       for ic in M step MC
+ *         pack A[ic:+mc, pc:+kc]   (unless A can be read in place)
+ *         for jr in nc step NR
+ *           for ir in mc step MR   micro-kernel on one MR x NR tile
+ *
+ * Packing never changes a value, and each tile's row is accumulated the same way
+ * whatever the path, so paths can be chosen by M without breaking row invariance. */
+#include "dptrain.h"
+#include "gemm/gemm.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Block sizes per micro-architecture (BLIS-style table). KC keeps a kc x NR panel of B
+ * in L1 and is part of the numerical contract; MC x KC of A fits L2; KC x NC of B is
+ * sized for a slice of L3. small_m is the measured packing crossover (bench/gemm). */
+static const dpt_kernel_info kernels[] = {
+    /* name     mr  nr   kc   mc    nc small_m  kernel             tall kernel     tall_n */
+    { "avx512", 8, 32, 256, 128, 2048, 256, dpt_ukernel_avx512, dpt_ukernel_avx512_tall, 24 },
+    { "avx2",   6, 16, 256, 120, 2048, 48, dpt_ukernel_avx2,   NULL,                     0 },
+    { "ref",    4,  8, 256,  64, 1024, 32, dpt_ukernel_ref,    NULL,                     0 },
+};
+enum { NKERNELS = sizeof kernels / sizeof kernels[0] };
+
+static const dpt_kernel_info *active;
+static int small_m_override = -1;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+int dpt_gemm_supported(const char *isa)
+{
+    if (!strcmp(isa, "ref"))
+        return 1;
+    __builtin_cpu_init();
+    if (!strcmp(isa, "avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(isa, "avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return 0;
+}
+
+static const dpt_kernel_info *best(void)
+{
+    for (int i = 0; i < NKERNELS; i++)
+        if (dpt_gemm_supported(kernels[i].name))
+            return &kernels[i];
+    return &kernels[NKERNELS - 1];
+}
+
+static void init_once(void)
+{
+    const char *env = getenv("DPTRAIN_ISA");
+    active = best();
+    if (env && *env && dpt_gemm_select(env, NULL) != DPT_OK)
+        active = best(); /* the CLI validates DPTRAIN_ISA and reports it */
+}
+
+static const dpt_kernel_info *kern(void)
+{
+    pthread_once(&once, init_once);
+    return active;
+}
+
+int dpt_gemm_select(const char *isa, dpt_error *err)
+{
+    pthread_once(&once, init_once);
+    if (!isa || !*isa || !strcmp(isa, "auto")) {
+        active = best();
+        return DPT_OK;
+    }
+    for (int i = 0; i < NKERNELS; i++) {
+        if (strcmp(kernels[i].name, isa))
+            continue;
+        if (!dpt_gemm_supported(isa))
+            return dpt_seterr(err, DPT_EINPUT, "DPTRAIN_ISA: this CPU cannot run the %s "
+                              "kernel", isa);
+        active = &kernels[i];
+        return DPT_OK;
+    }
+    return dpt_seterr(err, DPT_EINPUT, "DPTRAIN_ISA: unknown kernel '%s' (expected ref, "
+                      "avx2, avx512 or auto)", isa);
+}
+
+const char *dpt_gemm_kernel(void) { return kern()->name; }
+
+int dpt_gemm_small_m(int m)
+{
+    int old = small_m_override >= 0 ? small_m_override : kern()->small_m;
+    if (m >= 0)
+        small_m_override = m;
+    return old;
+}
+
+/* Per-thread packing buffers, grown on demand and kept for the thread's life. */
+static _Thread_local float *abuf, *bbuf;
+static _Thread_local size_t abuf_n, bbuf_n;
+
+static float *grow(float **buf, size_t *have, size_t need)
+{
+    if (*have < need) {
+        dpt_free(*buf);
+        *buf = dpt_alloc(need, sizeof(float));
+        *have = *buf ? need : 0;
+    }
+    return *buf;
+}
+
+/* Packs op(A)[0:mc, 0:kc] into MR-row panels: panel p holds, for each k, the MR values
+ * A(p*MR + i, k); rows beyond mc are zero. */
+static void pack_a(const float *a, ptrdiff_t rsa, ptrdiff_t csa, int mc, int kc, int mr,
+                   float *ap)
+{
+    for (int p = 0; p < mc; p += mr) {
+        int m = mc - p < mr ? mc - p : mr;
+        const float *src = a + p * rsa;
+        if (csa == 1) {
+            for (int k = 0; k < kc; k++)
+                for (int i = 0; i < mr; i++)
+                    ap[k * mr + i] = i < m ? src[i * rsa + k] : 0.0f;
+        } else {
+            for (int k = 0; k < kc; k++) {
+                const float *s = src + k * csa;
+                for (int i = 0; i < mr; i++)
+                    ap[k * mr + i] = i < m ? s[i * rsa] : 0.0f;
+            }
+        }
+        ap += (size_t)mr * kc;
+    }
+}
+
+/* Packs op(B)[0:kc, 0:nc] into NR-column panels: panel p holds, for each k, the NR
+ * values B(k, p*NR + j); columns beyond nc are zero. */
+static void pack_b(const float *b, ptrdiff_t rsb, ptrdiff_t csb, int kc, int nc, int nr,
+                   float *bp)
+{
+    for (int p = 0; p < nc; p += nr) {
+        int n = nc - p < nr ? nc - p : nr;
+        const float *src = b + p * csb;
+        if (csb == 1) {
+            for (int k = 0; k < kc; k++) {
+                memcpy(bp + k * nr, src + k * rsb, (size_t)n * sizeof(float));
+                for (int j = n; j < nr; j++)
+                    bp[k * nr + j] = 0.0f;
+            }
+        } else {
+            for (int j = 0; j < nr; j++) {
+                const float *s = src + j * csb;
+                for (int k = 0; k < kc; k++)
+                    bp[k * nr + j] = j < n ? s[k * rsb] : 0.0f;
+            }
+        }
+        bp += (size_t)nr * kc;
+    }
+}
+
+/* The tall path: the M-vectorised kernel over MR_TALL-row panels of A (packed unless
+ * A^T is given, whose rows are already contiguous) and B read in place by broadcasts.
+ * Same KC chunking as the wide path. */
+static int sgemm_tall(const dpt_kernel_info *g, int ta, int tb, int M, int N, int K,
+                      float alpha, const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc, const dpt_epilogue *ep)
+{
+    const ptrdiff_t rsa = ta ? 1 : lda, csa = ta ? lda : 1;
+    const ptrdiff_t rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
+    const int packa = !ta, KC = g->kc, MC = g->mc;
+    const int ntiles = (N + NR_TALL - 1) / NR_TALL, width = (N + ntiles - 1) / ntiles;
+    float *ap = NULL;
+    if (packa && !(ap = grow(&abuf, &abuf_n, (size_t)(MC + MR_TALL) * KC)))
+        return DPT_EFAIL;
+    dpt_tile t = { 0 };
+    t.alpha = alpha;
+    t.ldc = ldc;
+    t.rsa = 1;
+    t.rsb = rsb;
+    t.csb = csb;
+    t.ldm = ep ? ep->ldm : 0;
+    int pc = 0;
+    do {
+        int kc = K - pc < KC ? K - pc : KC;
+        int last = pc + kc >= K;
+        t.kc = kc;
+        t.beta = pc == 0 ? beta : 1.0f;
+        t.relu = ep && last ? ep->relu : 0;
+        for (int ic = 0; ic < M; ic += MC) {
+            int mc = M - ic < MC ? M - ic : MC;
+            if (packa)
+                pack_a(A + ic * rsa + pc * csa, rsa, csa, mc, kc, MR_TALL, ap);
+            for (int ir = 0; ir < mc; ir += MR_TALL) {
+                t.m = mc - ir < MR_TALL ? mc - ir : MR_TALL;
+                t.a = packa ? ap + (size_t)(ir / MR_TALL) * MR_TALL * kc
+                            : A + (ic + ir) + (size_t)pc * lda;
+                t.csa = packa ? MR_TALL : lda;
+                for (int jr = 0; jr < N; jr += width) {
+                    t.n = N - jr < width ? N - jr : width;
+                    t.b = B + pc * rsb + jr * csb;
+                    t.c = C + (size_t)(ic + ir) * ldc + jr;
+                    t.bias = ep && ep->bias && last ? ep->bias + jr : NULL;
+                    t.mask = ep && ep->mask && last
+                                 ? ep->mask + (size_t)(ic + ir) * ep->ldm + jr
+                                 : NULL;
+                    g->tall(&t);
+                }
+            }
+        }
+        pc += kc;
+    } while (pc < K);
+    return DPT_OK;
+}
+
+int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                  const dpt_epilogue *ep)
+{
+    if (M <= 0 || N <= 0)
+        return DPT_OK;
+    const dpt_kernel_info *g = kern();
+    const int MR = g->mr, NR = g->nr;
+    const ptrdiff_t rsa = ta ? 1 : lda, csa = ta ? lda : 1;
+    const ptrdiff_t rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
+    const int small = small_m_override >= 0 ? small_m_override : g->small_m;
+    /* The tall kernel wins where the wide one would idle lanes or pack a large B for a
+     * few rows, once K is long enough to amortise its scalar epilogue (bench/gemm).
+     * Both give bitwise the same values, so this choice cannot break row invariance. */
+    if (g->tall && K >= 64 && ((ta && N <= g->tall_n) || (tb && M <= 16)))
+        return sgemm_tall(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    const int packb = tb || M > small;
+    /* A is read in place when its panel is small enough to stay in L1 anyway. */
+    const int packa = !ta && M > small;
+    const int KC = g->kc, MC = g->mc, NC = g->nc;
+
+    float *ap = NULL, *bp = NULL;
+    if (packa && !(ap = grow(&abuf, &abuf_n, (size_t)(MC + MR) * KC)))
+        goto oom;
+    if (packb && !(bp = grow(&bbuf, &bbuf_n, (size_t)(NC + NR) * KC)))
+        goto oom;
+
+    dpt_tile t = { 0 };
+    t.alpha = alpha;
+    t.ldc = ldc;
+    t.relu = ep ? ep->relu : 0;
+    t.ldm = ep ? ep->ldm : 0;
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
+        int pc = 0;
+        do { /* at least once, so K == 0 still scales C and applies the epilogue */
+            int kc = K - pc < KC ? K - pc : KC;
+            int last = pc + kc >= K;
+            t.kc = kc;
+            t.beta = pc == 0 ? beta : 1.0f;
+            if (packb)
+                pack_b(B + pc * rsb + jc * csb, rsb, csb, kc, nc, NR, bp);
+            for (int ic = 0; ic < M; ic += MC) {
+                int mc = M - ic < MC ? M - ic : MC;
+                if (packa)
+                    pack_a(A + ic * rsa + pc * csa, rsa, csa, mc, kc, MR, ap);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    t.n = nc - jr < NR ? nc - jr : NR;
+                    if (packb) {
+                        t.b = bp + (size_t)(jr / NR) * NR * kc;
+                        t.rsb = NR;
+                    } else {
+                        t.b = B + pc * rsb + jc + jr;
+                        t.rsb = rsb;
+                    }
+                    t.bias = ep && ep->bias && last ? ep->bias + jc + jr : NULL;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        t.m = mc - ir < MR ? mc - ir : MR;
+                        if (packa) {
+                            t.a = ap + (size_t)(ir / MR) * MR * kc;
+                            t.rsa = 1;
+                            t.csa = MR;
+                        } else {
+                            t.a = A + (ic + ir) * rsa + pc * csa;
+                            t.rsa = rsa;
+                            t.csa = csa;
+                        }
+                        t.c = C + (size_t)(ic + ir) * ldc + jc + jr;
+                        t.relu = ep && last ? ep->relu : 0;
+                        t.mask = ep && ep->mask && last
+                                     ? ep->mask + (size_t)(ic + ir) * ep->ldm + jc + jr
+                                     : NULL;
+                        g->kernel(&t);
+                    }
+                }
+            }
+            pc += kc;
+        } while (pc < K);
+    }
+    return DPT_OK;
+oom:
+    return DPT_EFAIL;
+}
+
+int dpt_gemm_reserve(void)
+{
+    const dpt_kernel_info *g = kern();
+    int mr = g->mr > MR_TALL ? g->mr : MR_TALL;
+    return grow(&abuf, &abuf_n, (size_t)(g->mc + mr) * g->kc) &&
+                   grow(&bbuf, &bbuf_n, (size_t)(g->nc + g->nr) * g->kc)
+               ? DPT_OK
+               : DPT_EFAIL;
+}
+
+int dpt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc)
+{
+    return dpt_sgemm_ex(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}

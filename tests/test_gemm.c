@@ -1,0 +1,231 @@
+/* sgemm: every kernel this machine runs, against a double-accumulating reference, over
+ * shapes that are not multiples of MR, NR or KC, all transpose cases, alpha/beta,
+ * strided leading dimensions, the fused epilogue, and row invariance. */
+#include "helpers.h"
+
+#include <criterion/parameterized.h>
+#include <math.h>
+
+static float frand(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((*s >> 40) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+static float *rmat(size_t n, uint64_t seed)
+{
+    float *m = dpt_alloc(n, sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        m[i] = frand(&seed);
+    return m;
+}
+
+/* Reference C = alpha op(A) op(B) + beta C (+ epilogue) in double; also returns the
+ * magnitude sum |a||b| per element for the error bound. */
+static void ref_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                     const dpt_epilogue *ep, double *mag)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0, a = 0;
+            for (int k = 0; k < K; k++) {
+                double x = ta ? A[k * lda + i] : A[i * lda + k];
+                double y = tb ? B[j * ldb + k] : B[k * ldb + j];
+                s += x * y;
+                a += fabs(x * y);
+            }
+            double r = alpha * s + (beta != 0 ? beta * C[i * ldc + j] : 0.0);
+            if (ep && ep->bias)
+                r += ep->bias[j];
+            if (ep && ep->relu && !(r > 0))
+                r = 0;
+            if (ep && ep->mask && !(ep->mask[i * ep->ldm + j] > 0))
+                r = 0;
+            C[i * ldc + j] = (float)r;
+            mag[i * ldc + j] = fabs(alpha) * a + fabs(beta * C[i * ldc + j]) + 1.0;
+        }
+}
+
+static void check_case(int ta, int tb, int M, int N, int K, float alpha, float beta,
+                       int pad, const dpt_epilogue *ep_in)
+{
+    int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+    size_t nc = (size_t)M * ldc;
+    float *A = rmat(na, 1 + M), *B = rmat(nb, 2 + N), *C = rmat(nc, 3 + K);
+    float *R = dpt_alloc(nc, sizeof(float));
+    double *mag = dpt_alloc(nc, sizeof(double));
+    memcpy(R, C, nc * sizeof(float));
+    float *bias = NULL, *mask = NULL;
+    dpt_epilogue ep = { 0 };
+    if (ep_in) {
+        ep = *ep_in;
+        if (ep.bias)
+            ep.bias = bias = rmat((size_t)N, 9);
+        if (ep.mask) {
+            ep.mask = mask = rmat(nc, 10);
+            ep.ldm = ldc;
+        }
+    }
+    if (beta == 0.0f)
+        for (size_t i = 0; i < nc; i++)
+            C[i] = NAN; /* beta = 0 must overwrite, even NaN */
+    cr_assert_eq(dpt_sgemm_ex(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                              ep_in ? &ep : NULL), DPT_OK);
+    ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc, ep_in ? &ep : NULL, mag);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float got = C[i * ldc + j], want = R[i * ldc + j];
+            double tol = 4e-7 * (K + 2) * mag[i * ldc + j];
+            cr_assert(fabs((double)got - want) <= tol,
+                      "%s ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d: C[%d][%d] = "
+                      "%.8g, want %.8g", dpt_gemm_kernel(), ta, tb, M, N, K, alpha, beta,
+                      pad, i, j, got, want);
+        }
+    dpt_free(A); dpt_free(B); dpt_free(C); dpt_free(R); dpt_free(mag);
+    dpt_free(bias); dpt_free(mask);
+}
+
+static void use_kernel(const char *isa)
+{
+    if (!dpt_gemm_supported(isa))
+        cr_skip_test("this CPU cannot run the %s kernel", isa);
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_gemm_select(isa, &err), DPT_OK, "%s", err.msg);
+    cr_assert_str_eq(dpt_gemm_kernel(), isa);
+}
+
+static const char *const isa_names[] = { "ref", "avx2", "avx512" };
+static int isas[] = { 0, 1, 2 };
+ParameterizedTestParameters(gemm, matches_reference_over_shapes)
+{
+    return cr_make_param_array(int, isas, 3);
+}
+
+ParameterizedTest(int *isa, gemm, matches_reference_over_shapes, .timeout = 120)
+{
+    use_kernel(isa_names[*isa]);
+    static const int dims[] = { 1, 7, 17, 33, 100 };
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int a = 0; a < 5; a++)
+                for (int b = 0; b < 5; b++)
+                    for (int c = 0; c < 5; c++)
+                        check_case(ta, tb, dims[a], dims[b], dims[c], 1.0f, 0.0f, 0, NULL);
+}
+
+ParameterizedTestParameters(gemm, matches_reference_on_layer_shapes)
+{
+    return cr_make_param_array(int, isas, 3);
+}
+
+ParameterizedTest(int *isa, gemm, matches_reference_on_layer_shapes, .timeout = 120)
+{
+    use_kernel(isa_names[*isa]);
+    /* the classic layers, K beyond KC, and both sides of the packing crossover */
+    static const int shapes[][3] = { { 32, 128, 784 }, { 100, 20, 784 }, { 784, 128, 33 },
+                                     { 257, 64, 128 }, { 9, 10, 64 }, { 130, 300, 520 } };
+    for (int s = 0; s < 6; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                check_case(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 3,
+                           NULL);
+}
+
+ParameterizedTestParameters(gemm, alpha_beta_strides_and_epilogues)
+{
+    return cr_make_param_array(int, isas, 3);
+}
+
+ParameterizedTest(int *isa, gemm, alpha_beta_strides_and_epilogues, .timeout = 120)
+{
+    use_kernel(isa_names[*isa]);
+    dpt_epilogue eps[] = { { .bias = (float *)1 }, { .relu = 1 }, { .mask = (float *)1 },
+                           { .bias = (float *)1, .relu = 1 } };
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_case(ta, tb, 37, 45, 300, 0.5f, 1.0f, 5, NULL);
+            check_case(ta, tb, 70, 19, 513, -2.0f, 0.25f, 1, NULL);
+            check_case(ta, tb, 5, 33, 17, 1.0f, -1.0f, 0, NULL);
+            for (int e = 0; e < 4; e++) {
+                check_case(ta, tb, 23, 41, 270, 1.0f, 0.0f, 2, &eps[e]);
+                check_case(ta, tb, 90, 50, 20, 1.0f, 1.0f, 0, &eps[e]);
+            }
+        }
+}
+
+Test(gemm, k_zero_scales_c_by_beta)
+{
+    float C[6] = { 1, 2, 3, 4, 5, 6 };
+    float A[1] = { 0 }, B[1] = { 0 };
+    dpt_sgemm(0, 0, 2, 3, 0, 1.0f, A, 1, B, 3, 2.0f, C, 3);
+    cr_assert_eq(C[5], 12.0f);
+    for (int i = 0; i < 6; i++)
+        C[i] = NAN;
+    dpt_sgemm(0, 0, 2, 3, 0, 1.0f, A, 1, B, 3, 0.0f, C, 3);
+    cr_assert_eq(C[4], 0.0f, "beta = 0 with K = 0 writes zeros");
+}
+
+ParameterizedTestParameters(gemm, a_row_is_bitwise_the_same_whatever_m_and_position)
+{
+    return cr_make_param_array(int, isas, 3);
+}
+
+/* The row that training puts at any place in any slice must come out bitwise equal:
+ * the row sits at position p of an M-row problem, for M across the packing crossover
+ * and every transpose case. */
+ParameterizedTest(int *isa, gemm, a_row_is_bitwise_the_same_whatever_m_and_position,
+                  .timeout = 120)
+{
+    use_kernel(isa_names[*isa]);
+    enum { N = 70, K = 600, MAXM = 257 };
+    static const int ms[] = { 1, 5, 64, 257 };
+    float *row = rmat(K, 77), *B = rmat((size_t)K * N, 78), *bias = rmat(N, 79);
+    float *A = dpt_alloc((size_t)MAXM * K, sizeof(float));
+    float *At = dpt_alloc((size_t)MAXM * K, sizeof(float));
+    float *C = dpt_alloc((size_t)MAXM * N, sizeof(float)), want[N];
+    for (int tb = 0; tb < 2; tb++) {
+        float *Bt = dpt_alloc((size_t)K * N, sizeof(float));
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++)
+                Bt[j * K + k] = B[k * N + j];
+        const float *Bop = tb ? Bt : B;
+        int ldb = tb ? K : N;
+        for (int ta = 0; ta < 2; ta++) {
+            int first = 1;
+            for (int mi = 0; mi < 4; mi++) {
+                int M = ms[mi];
+                for (int pos = 0; pos < M; pos += (M > 9 ? M / 7 + 1 : 1)) {
+                    uint64_t s = 5;
+                    for (int i = 0; i < M; i++)
+                        for (int k = 0; k < K; k++) {
+                            float v = i == pos ? row[k] : frand(&s);
+                            A[i * K + k] = v;
+                            At[k * M + i] = v;
+                        }
+                    dpt_epilogue ep = { .bias = bias, .relu = 1 };
+                    dpt_sgemm_ex(ta, tb, M, N, K, 1.0f, ta ? At : A, ta ? M : K, Bop, ldb,
+                                 0.0f, C, N, &ep);
+                    if (first) {
+                        memcpy(want, C + pos * N, sizeof want);
+                        first = 0;
+                    }
+                    cr_assert_arr_eq(C + pos * N, want, sizeof want,
+                                     "%s ta=%d tb=%d: row at %d of M=%d differs", isa_names[*isa], ta,
+                                     tb, pos, M);
+                }
+            }
+        }
+        dpt_free(Bt);
+    }
+    dpt_free(row); dpt_free(B); dpt_free(bias); dpt_free(A); dpt_free(At); dpt_free(C);
+}
+
+Test(gemm, unknown_or_unsupported_kernels_are_refused)
+{
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_gemm_select("sse9", &err), DPT_EINPUT);
+    cr_assert(strstr(err.msg, "unknown kernel 'sse9'"), "%s", err.msg);
+    cr_assert_eq(dpt_gemm_select("auto", &err), DPT_OK);
+}
