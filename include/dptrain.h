@@ -148,6 +148,223 @@ int dpt_gemm_supported(const char *isa);
  * query with -1. Returns the previous value. */
 int dpt_gemm_small_m(int m);
 
+/* --------------------------------------------------------- configuration -------- */
+
+#define DPT_MAX_LAYERS 16     /* dense layers, hidden + output */
+#define DPT_MAX_WIDTH  65536  /* units in one layer */
+#define DPT_MAX_BATCH  65536
+
+enum dpt_optimizer { DPT_SGD = 0, DPT_MOMENTUM = 1, DPT_ADAM = 2, DPT_ADAMW = 3 };
+
+/* Everything that defines a training run. dpt_config_default() gives the classic
+ * small-MLP recipe: 784-128-64-10, ReLU, dropout 0.2, Adam lr 1e-3, weight decay 1e-4,
+ * batch 32, 10 epochs, 20% validation, all physical cores. */
+typedef struct dpt_config {
+    int nlayers;                     /* dense layers; sizes has nlayers + 1 entries */
+    int sizes[DPT_MAX_LAYERS + 1];   /* sizes[0] = input pixels, last = classes */
+    int optimizer;                   /* enum dpt_optimizer */
+    float lr;
+    float momentum;                  /* SGD momentum (DPT_MOMENTUM), default 0.9 */
+    int nesterov;
+    float beta1, beta2, eps;         /* Adam(W): 0.9, 0.999, 1e-8 */
+    float weight_decay;              /* PyTorch meaning: coupled (sgd, momentum, adam),
+                                        decoupled (adamw); on every parameter */
+    float l2;                        /* cost += l2/(2m) * sum of dense weights squared */
+    float dropout;                   /* probability of dropping a hidden unit */
+    int batchnorm;                   /* batch normalisation on hidden layers */
+    int bn_before;                   /* BN before the ReLU (default: after it) */
+    float bn_momentum, bn_eps;       /* running statistics: 0.1, 1e-5 (PyTorch) */
+    int batch;
+    int epochs;
+    double val_split;                /* fraction of the training file for validation */
+    int eval_every;                  /* also evaluate every N steps (0: epoch ends only) */
+    int patience;                    /* early stopping after N evaluations (0: off) */
+    float min_delta;                 /* improvement that resets patience, default 1e-5 */
+    int threads;                     /* 0: one per physical core */
+    int bind;                        /* pin threads to cores (default 1) */
+    uint64_t seed;
+} dpt_config;
+
+void dpt_config_default(dpt_config *cfg);
+/* Parses "784-128-64-10" into cfg->nlayers / cfg->sizes. */
+int dpt_parse_arch(const char *arch, dpt_config *cfg, dpt_error *err);
+/* Writes "784-128-64-10" into buf. */
+void dpt_format_arch(const dpt_config *cfg, char *buf, size_t n);
+/* Checks every value for range and consistency; names the offending option. */
+int dpt_config_check(const dpt_config *cfg, dpt_error *err);
+const char *dpt_optimizer_name(int opt);
+int dpt_optimizer_parse(const char *name, int *opt);
+
+/* ------------------------------------------------------------------ model -------- */
+
+/* A network: configuration, parameters, batchnorm running statistics and optimiser
+ * state. Parameters are one flat 64-byte aligned buffer; a dense weight is stored
+ * [in][out] in memory (checkpoints store PyTorch's [out][in]). */
+typedef struct dpt_net dpt_net;
+
+/* Creates a network with He-initialised weights from cfg->seed. */
+dpt_net *dpt_net_create(const dpt_config *cfg, dpt_error *err);
+void dpt_net_free(dpt_net *net);
+const dpt_config *dpt_net_config(const dpt_net *net);
+size_t dpt_net_nparams(const dpt_net *net);
+/* Optimiser steps taken so far. */
+uint64_t dpt_net_steps(const dpt_net *net);
+/* FNV-1a 64 over the bytes of all parameters and running statistics: equal iff the
+ * weights are bitwise equal (barring a collision). */
+uint64_t dpt_net_fingerprint(const dpt_net *net);
+
+typedef struct dpt_metrics {
+    double cost;       /* mean cross-entropy (+ the L2 term when l2 > 0) */
+    double accuracy;   /* fraction correct */
+    size_t n;
+} dpt_metrics;
+
+/* Inference over samples idx[0..n) of ds (idx NULL: all of ds) with `threads` threads
+ * (0: default). Optionally fills confusion[classes*classes] (row = true label),
+ * pred[n] and conf[n] (probability of the predicted class). */
+int dpt_net_evaluate(dpt_net *net, const dpt_dataset *ds, const uint32_t *idx, size_t n,
+                     int threads, dpt_metrics *out, int *confusion, int *pred, float *conf,
+                     dpt_error *err);
+
+/* -------------------------------------------------------- the thread team -------- */
+
+/* hwloc's view of the machine. */
+typedef struct dpt_topology {
+    int cores;        /* physical cores */
+    int pus;          /* hardware threads */
+    int packages, numa_nodes;
+    char cpu_model[128];
+    char summary[512];
+} dpt_topology;
+
+void dpt_topology_get(dpt_topology *t);
+
+/* ---------------------------------------------------------------- training ------- */
+
+/* The data-parallel engine: a thread team and per-batch workspace for one network. */
+typedef struct dpt_engine dpt_engine;
+
+/* Time spent per phase, summed over steps, averaged over threads (seconds). */
+typedef struct dpt_phase_times {
+    double compute;   /* forward + backward on own slices, gradient gemm */
+    double sync;      /* waiting at barriers */
+    double update;    /* optimiser update */
+    double wall;
+} dpt_phase_times;
+
+/* threads 0 = cfg->threads or the physical core count. bind: pin to cores; a failed
+ * binding leaves *warning set (a static string) and goes on unpinned. */
+dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind,
+                              const char **warning, dpt_error *err);
+void dpt_engine_free(dpt_engine *e);
+int dpt_engine_threads(const dpt_engine *e);
+const char *dpt_engine_binding(const dpt_engine *e);
+
+/* Runs nsteps training steps on consecutive batches of `order` (batch i is
+ * order[i*batch .. min((i+1)*batch, n))), in one parallel region. Adds the mean
+ * training cost and correct count of each step to *cost_sum / *correct (may be NULL).
+ * Fails with DPT_EFAIL (and leaves the weights as they were before the failing step's
+ * update) when the cost or a gradient is not finite. */
+int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order,
+                     size_t n, int batch, size_t first_batch, size_t nsteps,
+                     double *cost_sum, size_t *correct, dpt_error *err);
+void dpt_engine_times(const dpt_engine *e, dpt_phase_times *t);
+void dpt_engine_reset_times(dpt_engine *e);
+
+/* Computes the gradient of the mean batch cost at the current parameters, without an
+ * update, for samples idx[0..B): for tests (finite differences). Returns the cost. */
+int dpt_engine_gradient(dpt_engine *e, const dpt_dataset *ds, const uint32_t *idx, int B,
+                        double *cost, dpt_error *err);
+/* Views of the flat parameter and gradient buffers (for tests and tools). */
+float *dpt_net_params(dpt_net *net);
+float *dpt_net_grads(dpt_net *net);
+/* Batchnorm running statistics (2 * units per batchnorm layer) and their count. */
+float *dpt_net_stats(dpt_net *net, size_t *n);
+
+/* ------------------------------------------------------------ training loop ------ */
+
+/* Where a run stands: saved in checkpoints so --resume continues exactly. */
+typedef struct dpt_train_state {
+    int epoch;             /* current epoch (0-based); == epochs when finished */
+    size_t batch;          /* next batch within the epoch */
+    double best_cost;      /* best validation cost so far (INFINITY: none) */
+    int best_epoch;        /* 1-based epoch of the best cost */
+    int bad_evals;         /* evaluations since the best */
+    int stopped;           /* early stopping triggered */
+    float *best;           /* nparams + nstats floats: the best weights, or NULL */
+} dpt_train_state;
+
+void dpt_train_state_init(dpt_train_state *s);
+void dpt_train_state_free(dpt_train_state *s);
+
+enum { DPT_EV_PROGRESS = 0, DPT_EV_EVAL = 1, DPT_EV_EPOCH = 2 };
+
+typedef struct dpt_progress {
+    int event;             /* DPT_EV_* */
+    int epoch, epochs;     /* 1-based current epoch */
+    size_t batch, batches; /* batches done in this epoch / per epoch */
+    uint64_t step;         /* optimiser steps so far */
+    double train_cost;     /* mean cost over the steps since the last evaluation */
+    double train_accuracy;
+    double seconds;        /* training seconds so far (steps only) */
+    double samples_per_s;
+    double eta;            /* estimated seconds left */
+    int has_val;
+    dpt_metrics val;       /* at DPT_EV_EVAL / DPT_EV_EPOCH when has_val */
+    int improved;
+} dpt_progress;
+
+typedef struct dpt_train_opts {
+    int threads;           /* 0: cfg.threads or physical cores */
+    int bind;
+    /* Called from the calling thread between chunks of steps (may be NULL). */
+    void (*progress)(void *ud, const dpt_progress *p);
+    void *ud;
+    /* Polled between chunks; non-zero stops the run cleanly (state stays resumable). */
+    int (*should_stop)(void *ud);
+    size_t stop_after;     /* stop after this many steps in this call (0: no limit) */
+    FILE *log;             /* CSV learning curve (header written when at step 0) */
+    /* Called at every epoch end with the state (checkpointing); non-zero aborts. */
+    int (*epoch_end)(void *ud, dpt_net *net, const dpt_train_state *st, dpt_error *err);
+} dpt_train_opts;
+
+typedef struct dpt_train_result {
+    double train_seconds, samples_per_s;
+    size_t samples;
+    dpt_metrics train, val, test;
+    int has_val, has_test;
+    int epochs_run;
+    int stopped_early, interrupted;
+    int best_epoch;
+    double sync_share;     /* fraction of step time spent at barriers */
+    int threads;
+    const char *binding;
+    const char *bind_warning;
+} dpt_train_result;
+
+/* Trains net on `train` (split into train/validation by cfg.val_split and cfg.seed),
+ * evaluating on `test` (may be NULL) at the end, from state *st (fresh or resumed). */
+int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
+              dpt_train_state *st, const dpt_train_opts *opts, dpt_train_result *res,
+              dpt_error *err);
+
+/* -------------------------------------------------------------- checkpoints ------ */
+
+/* Saves net as a safetensors file, atomically (temporary file, fsync, rename). Tensors
+ * layers.<i>.weight [out, in], layers.<i>.bias [out], layers.<i>.bn.{weight, bias,
+ * running_mean, running_var} [out], as PyTorch's nn.Linear / nn.BatchNorm1d state_dict;
+ * __metadata__ holds the architecture and hyperparameters. With st != NULL, also the
+ * optimiser moments (optim.m1, optim.m2, in dptrain's flat order), the step, epoch and
+ * early-stopping state (train.best), so that dpt_checkpoint_load + dpt_train resume
+ * exactly. */
+int dpt_checkpoint_save(const char *path, const dpt_net *net, const dpt_train_state *st,
+                        dpt_error *err);
+/* Loads a checkpoint, validating the header length, the JSON, every dtype, shape and
+ * offset against the file before use. st (may be NULL) receives the training state;
+ * a weights-only file gives a fresh state. */
+int dpt_checkpoint_load(const char *path, dpt_net **net, dpt_train_state *st,
+                        dpt_error *err);
+
 #ifdef __cplusplus
 }
 #endif

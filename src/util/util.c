@@ -1,5 +1,6 @@
 /* Errors, aligned allocation and the counter-based random function. */
 #include "dptrain.h"
+#include "util/rng.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -33,20 +34,12 @@ void *dpt_alloc(size_t count, size_t size)
 
 void dpt_free(void *p) { free(p); }
 
-/* SplitMix64's finaliser: a bijection on 64 bits with good avalanche. Chaining it over
- * the key words gives a stateless generator (like a counter-based one): the value
- * depends only on the key, never on who asked before. */
-static inline uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
+/* Chaining the mix over the key words gives a stateless generator (like a counter-based
+ * one): the value depends only on the key, never on who asked before. */
 uint64_t dpt_rand64(uint64_t seed, uint64_t stream, uint64_t counter)
 {
-    return mix64(mix64(mix64(seed) ^ stream) ^ counter);
+    return dpt_mix64(dpt_mix64(dpt_mix64(seed) ^ stream) ^ counter);
 }
 
 float dpt_randu(uint64_t seed, uint64_t stream, uint64_t counter)
@@ -58,7 +51,7 @@ double dpt_randn(uint64_t seed, uint64_t stream, uint64_t counter)
 {
     /* Box-Muller on two 53-bit uniforms drawn from one key. */
     uint64_t r = dpt_rand64(seed, stream, counter);
-    uint64_t s = mix64(r ^ 0xD1B54A32D192ED03ull);
+    uint64_t s = dpt_mix64(r ^ 0xD1B54A32D192ED03ull);
     double u1 = ((double)(r >> 11) + 1.0) * (1.0 / 9007199254740992.0); /* (0, 1] */
     double u2 = (double)(s >> 11) * (1.0 / 9007199254740992.0);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);

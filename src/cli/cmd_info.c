@@ -1,0 +1,34 @@
+/* dptrain info: the machine as dptrain sees it. */
+#include "cli.h"
+
+#include <string.h>
+
+int cmd_info(int argc, char **argv)
+{
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        puts("usage: dptrain info\n\nPrints the CPU topology (hwloc), the default thread "
+             "count, the gemm kernels\nthis CPU runs and the one in use (DPTRAIN_ISA=ref|avx2|"
+             "avx512 forces one).");
+        return 0;
+    }
+    if (argc > 1)
+        return cli_failf(2, "%s: info takes no arguments", argv[1]);
+    dpt_topology t;
+    dpt_topology_get(&t);
+    printf("dptrain %s\n", DPT_VERSION);
+    printf("cpu: %s\n", t.cpu_model);
+    printf("topology: %s\n", t.summary);
+    printf("default_threads: %d (one per physical core, pinned with hwloc)\n", t.cores);
+#ifdef _OPENMP
+    printf("openmp: yes\n");
+#else
+    printf("openmp: no (built with OMP=0: single-threaded)\n");
+#endif
+    printf("kernels_supported:");
+    const char *isas[] = { "avx512", "avx2", "ref" };
+    for (int i = 0; i < 3; i++)
+        if (dpt_gemm_supported(isas[i]))
+            printf(" %s", isas[i]);
+    printf("\nkernel: %s\n", dpt_gemm_kernel());
+    return 0;
+}

@@ -1,0 +1,88 @@
+/* Optimisers with PyTorch's update formulas (torch.optim.SGD, Adam, AdamW):
+ *   sgd       g += wd*w;            w -= lr*g
+ *   momentum  g += wd*w; b = mu*b + g (b = g at step 1);
+ *             w -= lr*(nesterov ? g + mu*b : b)
+ *   adam      g += wd*w; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+ *             w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ *   adamw     w *= 1 - lr*wd; then adam without the wd term
+ * plus the L2 cost's gradient l2/B * w on dense weights (--l2). Applied to a contiguous
+ * parameter range, so threads can split the update by range. */
+#include "nn/net.h"
+
+#include <math.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define DPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DPT_CLONES
+#endif
+
+/* Returns 1 if any of g[0..n) is not finite. */
+DPT_CLONES static int nonfinite(const float *g, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= !(fabsf(g[i]) <= 3.4028235e38f);
+    return bad;
+}
+
+DPT_CLONES static void sgd(float *w, const float *g, float *b, size_t n, float lr, float wd,
+                           float l2s, float mu, int nesterov, int first, int use_mom)
+{
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + l2s * w[i];
+        if (wd != 0.0f)
+            gi = gi + wd * w[i];
+        if (use_mom) {
+            float bi = first ? gi : mu * b[i] + gi;
+            b[i] = bi;
+            gi = nesterov ? gi + mu * bi : bi;
+        }
+        w[i] = w[i] - lr * gi;
+    }
+}
+
+DPT_CLONES static void adam(float *w, const float *g, float *m, float *v, size_t n, float lr,
+                            float wd, float l2s, float b1, float b2, float eps, float bc1,
+                            float bc2sqrt, int decoupled)
+{
+    const float step = lr / bc1;
+    for (size_t i = 0; i < n; i++) {
+        float wi = w[i];
+        float gi = g[i] + l2s * wi;
+        if (decoupled)
+            wi = wi * (1.0f - lr * wd);
+        else if (wd != 0.0f)
+            gi = gi + wd * wi;
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = wi - step * (mi / (sqrtf(vi) / bc2sqrt + eps));
+    }
+}
+
+int dpt_optim_update(dpt_net *net, size_t lo, size_t hi, int is_weight, int batch,
+                     uint64_t t)
+{
+    const dpt_config *c = &net->cfg;
+    size_t n = hi - lo;
+    float *w = net->params + lo, *g = net->grads + lo;
+    if (nonfinite(g, n))
+        return 1;
+    float l2s = is_weight ? c->l2 / (float)batch : 0.0f;
+    switch (c->optimizer) {
+    case DPT_SGD:
+    case DPT_MOMENTUM:
+        sgd(w, g, net->m1 + lo, n, c->lr, c->weight_decay, l2s, c->momentum, c->nesterov,
+            t == 1, c->optimizer == DPT_MOMENTUM);
+        break;
+    default: {
+        float bc1 = 1.0f - powf(c->beta1, (float)t);
+        float bc2 = 1.0f - powf(c->beta2, (float)t);
+        adam(w, g, net->m1 + lo, net->m2 + lo, n, c->lr, c->weight_decay, l2s, c->beta1,
+             c->beta2, c->eps, bc1, sqrtf(bc2), c->optimizer == DPT_ADAMW);
+    }
+    }
+    return 0;
+}

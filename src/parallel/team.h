@@ -1,0 +1,38 @@
+/* The thread team: OpenMP wrappers (so the code builds without OpenMP), hwloc binding,
+ * and the two work plans of a step. */
+#ifndef DPT_TEAM_H
+#define DPT_TEAM_H
+
+#include <stddef.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define DPT_BARRIER() _Pragma("omp barrier")
+static inline int dpt_tid(void) { return omp_get_thread_num(); }
+#else
+#define DPT_BARRIER() ((void)0)
+static inline int dpt_tid(void) { return 0; }
+#endif
+
+/* Rows per slice. The slice plan of a batch of B rows depends on B only: slice s holds
+ * rows [s*DPT_SLICE, min((s+1)*DPT_SLICE, B)). Batchnorm partial sums are per slice and
+ * merged in slice order, so they do not depend on the thread count either. */
+enum { DPT_SLICE = 4 };
+
+static inline int dpt_nslices(int B) { return (B + DPT_SLICE - 1) / DPT_SLICE; }
+
+/* The contiguous slice range [s0, s1) thread t of T takes of a B-row batch. */
+static inline void dpt_thread_slices(int B, int t, int T, int *s0, int *s1)
+{
+    int ns = dpt_nslices(B);
+    *s0 = (int)((long)ns * t / T);
+    *s1 = (int)((long)ns * (t + 1) / T);
+}
+
+/* Number of usable cores for the default thread count. */
+int dpt_team_default_threads(void);
+/* Binds the calling thread to core t (of the machine's physical cores, round robin).
+ * Returns 0 on success, -1 if binding failed or hwloc is unavailable. */
+int dpt_team_bind(int t);
+
+#endif

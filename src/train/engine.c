@@ -1,0 +1,643 @@
+/* The data-parallel step (see "The data-parallel step" in DESIGN.md and the README).
+ *
+ * One OpenMP parallel region runs many steps. In each step, thread t of T:
+ *   1. takes the slices [s0, s1) of the batch (a plan that depends on B only) and
+ *      converts its rows of input;
+ *   2. runs forward and backward on its rows, reading the shared parameters in place
+ *      and writing only its own rows of the per-batch buffers. Batchnorm layers write
+ *      per-slice partial sums, wait at a barrier, and every thread merges all slices in
+ *      slice order (in double), so the whole-batch statistics are the same for any T;
+ *   3. after one barrier, computes the gradient of its share of parameter rows over the
+ *      whole batch (dW[rows] = X^T[rows] dZ: the weight gradient is split by rows, so
+ *      no reduction is needed) and applies the optimiser to those rows at once;
+ *   4. meets the others at the end-of-step barrier.
+ * The gemm gives each row the same bits whatever M or the row's position, the sums over
+ * the batch run in sample order inside one gemm call, and dropout masks are keyed by
+ * (seed, step, row, unit): the weights after training do not depend on T. */
+#include "nn/layers.h"
+#include "nn/net.h"
+#include "parallel/team.h"
+#include "util/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct worker {
+    double *mean, *invstd, *var;  /* [L][maxw] merged batchnorm forward statistics */
+    double *gsum, *gxsum;         /* [L][maxw] merged batchnorm backward sums */
+    double t_compute, t_sync, t_update;
+    int bad_grad;
+} worker;
+
+/* A thread's share of the update: units [u0, u1) of the global unit list. Unit u of
+ * layer l is row u of W_l (u < in_l) or the layer's "bias unit" (b, gamma, beta and the
+ * running statistics), unit in_l. */
+typedef struct share {
+    size_t u0, u1;
+} share;
+
+struct dpt_engine {
+    dpt_net *net;
+    int T, maxB, maxw;
+    const char *binding;
+    float *x;                      /* [maxB][sizes[0]] input, pixels / 255 */
+    float *z[DPT_MAX_LAYERS];      /* [maxB][out] dense output (after ReLU when fused) */
+    float *xh[DPT_MAX_LAYERS];     /* [maxB][out] batchnorm x-hat (bn layers) */
+    float *h[DPT_MAX_LAYERS];      /* [maxB][out] layer output (probabilities for last) */
+    float *dmask[DPT_MAX_LAYERS];  /* [maxB][out] dropout scale 0 or 1/(1-p) */
+    float *dz[DPT_MAX_LAYERS];     /* [maxB][out] d cost / d dense output */
+    double *bnf[DPT_MAX_LAYERS];   /* [nslices][out][2] per-slice mean and M2 */
+    double *bnb[DPT_MAX_LAYERS];   /* [nslices][out][2] per-slice sum dy, sum dy*xhat */
+    double *loss;                  /* [maxB] per-row cross-entropy */
+    unsigned char *hit;            /* [maxB] per-row correct */
+    size_t units;                  /* total update units */
+    size_t unit0[DPT_MAX_LAYERS + 1]; /* first global unit of each layer */
+    share *shares;                 /* [T] */
+    worker *w;                     /* [T] */
+    double wall;
+    void *block;                   /* the one allocation behind the buffers above */
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int dpt_engine_threads(const dpt_engine *e) { return e->T; }
+const char *dpt_engine_binding(const dpt_engine *e) { return e->binding; }
+
+/* Splits the units into T contiguous shares of about equal cost (out_l per unit). */
+static void plan_shares(dpt_engine *e)
+{
+    dpt_net *net = e->net;
+    double total = 0;
+    size_t u = 0;
+    for (int l = 0; l < net->L; l++) {
+        e->unit0[l] = u;
+        u += (size_t)net->layer[l].in + 1;
+        total += (double)(net->layer[l].in + 1) * net->layer[l].out;
+    }
+    e->unit0[net->L] = u;
+    e->units = u;
+    double acc = 0;
+    int t = 0;
+    e->shares[0].u0 = 0;
+    for (int l = 0; l < net->L; l++)
+        for (int r = 0; r <= net->layer[l].in; r++) {
+            size_t gu = e->unit0[l] + (size_t)r;
+            while (t < e->T - 1 && acc >= total * (t + 1) / e->T) {
+                e->shares[t].u1 = gu;
+                e->shares[++t].u0 = gu;
+            }
+            acc += net->layer[l].out;
+        }
+    e->shares[t].u1 = u;
+    while (++t < e->T)
+        e->shares[t].u0 = e->shares[t].u1 = u;
+}
+
+void dpt_engine_free(dpt_engine *e)
+{
+    if (!e)
+        return;
+    dpt_free(e->block);
+    free(e->shares);
+    free(e->w);
+    free(e);
+}
+
+dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind,
+                              const char **warning, dpt_error *err)
+{
+    if (warning)
+        *warning = NULL;
+    if (max_batch < 1 || max_batch > DPT_MAX_BATCH) {
+        dpt_seterr(err, DPT_EINPUT, "--batch: %d is not in [1, %d]", max_batch, DPT_MAX_BATCH);
+        return NULL;
+    }
+    dpt_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        goto oom;
+    e->net = net;
+    e->maxB = max_batch;
+#ifdef _OPENMP
+    e->T = threads > 0 ? threads : net->cfg.threads > 0 ? net->cfg.threads
+                                                        : dpt_team_default_threads();
+#else
+    (void)threads;
+    e->T = 1;
+#endif
+    e->shares = calloc((size_t)e->T, sizeof *e->shares);
+    e->w = calloc((size_t)e->T, sizeof *e->w);
+    if (!e->shares || !e->w)
+        goto oom;
+    const int L = net->L, B = max_batch, ns = dpt_nslices(max_batch);
+    int maxw = 0;
+    for (int l = 0; l < L; l++)
+        if (net->layer[l].out > maxw)
+            maxw = net->layer[l].out;
+    e->maxw = maxw;
+
+    /* One block: floats first (each buffer rounded to 16 floats), then doubles. */
+    size_t nf = 0, nd = 0;
+#define RND(n) (((size_t)(n) + 15) & ~(size_t)15)
+    nf += RND((size_t)B * net->layer[0].in);
+    for (int l = 0; l < L; l++) {
+        size_t rows = RND((size_t)B * net->layer[l].out);
+        nf += 4 * rows + (net->layer[l].bn ? rows : 0);
+        if (net->layer[l].bn)
+            nd += 4 * (size_t)ns * net->layer[l].out;
+    }
+    nd += (size_t)B + (size_t)e->T * 5 * L * maxw;
+    size_t bytes = nf * sizeof(float) + RND(nd) * sizeof(double) + RND(B);
+    e->block = dpt_alloc(bytes, 1);
+    if (!e->block)
+        goto oom;
+    float *fp = e->block;
+    e->x = fp;
+    fp += RND((size_t)B * net->layer[0].in);
+    for (int l = 0; l < L; l++) {
+        size_t rows = RND((size_t)B * net->layer[l].out);
+        e->z[l] = fp, fp += rows;
+        e->h[l] = fp, fp += rows;
+        e->dmask[l] = fp, fp += rows;
+        e->dz[l] = fp, fp += rows;
+        if (net->layer[l].bn)
+            e->xh[l] = fp, fp += rows;
+    }
+    double *dp = (double *)fp;
+    for (int l = 0; l < L; l++)
+        if (net->layer[l].bn) {
+            e->bnf[l] = dp, dp += 2 * (size_t)ns * net->layer[l].out;
+            e->bnb[l] = dp, dp += 2 * (size_t)ns * net->layer[l].out;
+        }
+    e->loss = dp, dp += B;
+    for (int t = 0; t < e->T; t++) {
+        size_t k = (size_t)L * maxw;
+        e->w[t].mean = dp, dp += k;
+        e->w[t].invstd = dp, dp += k;
+        e->w[t].var = dp, dp += k;
+        e->w[t].gsum = dp, dp += k;
+        e->w[t].gxsum = dp, dp += k;
+    }
+    e->hit = (unsigned char *)(e->block) + nf * sizeof(float) + RND(nd) * sizeof(double);
+#undef RND
+    plan_shares(e);
+
+    /* Pin the team (one thread per core) and let each thread touch its own rows first,
+     * so their pages land near it. GOMP keeps the same threads for later regions. */
+    int failed = 0, oomed = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(e->T) reduction(+ : failed, oomed)
+#endif
+    {
+        int t = dpt_tid();
+        if (bind && dpt_team_bind(t) != 0)
+            failed++;
+        if (dpt_gemm_reserve() != DPT_OK)
+            oomed++;
+        int s0, s1;
+        dpt_thread_slices(B, t, e->T, &s0, &s1);
+        int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B;
+        if (r1 > r0) {
+            memset(e->x + (size_t)r0 * net->layer[0].in, 0,
+                   sizeof(float) * (size_t)(r1 - r0) * net->layer[0].in);
+            for (int l = 0; l < L; l++) {
+                size_t o = (size_t)r0 * net->layer[l].out, n = (size_t)(r1 - r0) * net->layer[l].out;
+                memset(e->z[l] + o, 0, n * sizeof(float));
+                memset(e->h[l] + o, 0, n * sizeof(float));
+                memset(e->dz[l] + o, 0, n * sizeof(float));
+            }
+        }
+    }
+    if (oomed)
+        goto oom;
+    e->binding = !bind ? "none" : failed ? "unpinned (binding failed)" : "core";
+    if (bind && failed && warning)
+        *warning = "could not bind threads to cores with hwloc; running unpinned";
+    return e;
+oom:
+    dpt_engine_free(e);
+    dpt_seterr(err, DPT_EFAIL, "out of memory for the training workspace (batch %d)",
+               max_batch);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ elementwise ------ */
+
+/* Dropout scales for rows [r0, r1) of a layer with `out` units: 0 with probability p,
+ * else 1/(1-p); keyed by (seed, layer, step, row, unit), never by thread. */
+static void dropout_mask(float *mask, int r0, int r1, int out, float p, uint64_t seed,
+                         int layer, uint64_t step)
+{
+    const uint32_t cut = (uint32_t)((double)p * 4294967296.0);
+    const float keep = 1.0f / (1.0f - p);
+    for (int r = r0; r < r1; r++) {
+        uint64_t key = dpt_rand64(seed + (uint64_t)layer * 0x632BE59BD9B4E019ull,
+                                  DPT_STREAM_DROPOUT, step * DPT_MAX_BATCH + (uint64_t)r);
+        float *m = mask + (size_t)r * out;
+        for (int j = 0; j < out; j += 2) {
+            uint64_t bits = dpt_mix64(key + (uint64_t)j * 0xD1B54A32D192ED03ull);
+            m[j] = (uint32_t)bits >= cut ? keep : 0.0f;
+            if (j + 1 < out)
+                m[j + 1] = (uint32_t)(bits >> 32) >= cut ? keep : 0.0f;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- the step ----- */
+
+enum { MODE_TRAIN = 0, MODE_GRAD = 1 };
+
+typedef struct stepctx {
+    dpt_engine *e;
+    const dpt_dataset *ds;
+    const uint32_t *idx;
+    int B;
+    uint64_t step;   /* 0-based index of this step (dropout key, Adam's t - 1) */
+    int mode;
+    double cost;     /* out: mean cross-entropy of the batch (each thread the same) */
+    size_t correct;
+    int bad_cost;
+} stepctx;
+
+#define SYNC(wk)                                                                       \
+    do {                                                                               \
+        double t_ = now();                                                             \
+        DPT_BARRIER();                                                                 \
+        (wk)->t_sync += now() - t_;                                                    \
+    } while (0)
+
+/* Batchnorm forward for rows [r0, r1) of layer l: slice partials, barrier, merge in
+ * slice order (Chan et al.), normalise own rows. v is the input (z), out the result. */
+static void bn_forward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1, int r0,
+                       int r1, double *tc)
+{
+    const dpt_net *net = e->net;
+    const dpt_layer *ly = &net->layer[l];
+    const int out = ly->out, ns = dpt_nslices(B);
+    const float *v = e->z[l];
+    double *part = e->bnf[l];
+    for (int s = s0; s < s1; s++) {
+        int a = s * DPT_SLICE, b = a + DPT_SLICE < B ? a + DPT_SLICE : B;
+        double *ps = part + (size_t)s * out * 2;
+        for (int j = 0; j < out; j++) {
+            double m = 0;
+            for (int r = a; r < b; r++)
+                m += v[(size_t)r * out + j];
+            m /= (b - a);
+            double m2 = 0;
+            for (int r = a; r < b; r++) {
+                double d = v[(size_t)r * out + j] - m;
+                m2 += d * d;
+            }
+            ps[2 * j] = m;
+            ps[2 * j + 1] = m2;
+        }
+    }
+    *tc += now();
+    SYNC(wk);
+    *tc -= now();
+    double *mean = wk->mean + (size_t)l * e->maxw, *invstd = wk->invstd + (size_t)l * e->maxw;
+    double *var = wk->var + (size_t)l * e->maxw;
+    for (int j = 0; j < out; j++) {
+        double n = 0, m = 0, m2 = 0;
+        for (int s = 0; s < ns; s++) {
+            double nb = (s + 1) * DPT_SLICE < B ? DPT_SLICE : B - s * DPT_SLICE;
+            double mb = part[((size_t)s * out + j) * 2], m2b = part[((size_t)s * out + j) * 2 + 1];
+            double nn = n + nb, d = mb - m;
+            m += d * nb / nn;
+            m2 += m2b + d * d * n * nb / nn;
+            n = nn;
+        }
+        mean[j] = m;
+        var[j] = m2 / n;
+        invstd[j] = 1.0 / sqrt(var[j] + net->cfg.bn_eps);
+    }
+    const float *gamma = net->params + ly->gamma, *beta = net->params + ly->beta;
+    const int relu_after = net->cfg.bn_before;
+    for (int r = r0; r < r1; r++) {
+        const float *vr = v + (size_t)r * out;
+        float *xr = e->xh[l] + (size_t)r * out, *hr = e->h[l] + (size_t)r * out;
+        for (int j = 0; j < out; j++) {
+            float xh = (float)((vr[j] - mean[j]) * invstd[j]);
+            float y = gamma[j] * xh + beta[j];
+            xr[j] = xh;
+            hr[j] = relu_after && !(y > 0.0f) ? 0.0f : y;
+        }
+    }
+}
+
+/* Batchnorm backward for rows [r0, r1): g holds d cost / d (layer output before
+ * dropout) and becomes d cost / d z in place. */
+static void bn_backward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1, int r0,
+                        int r1, float *g, double *tc)
+{
+    const dpt_net *net = e->net;
+    const dpt_layer *ly = &net->layer[l];
+    const int out = ly->out, ns = dpt_nslices(B);
+    const int bn_before = net->cfg.bn_before;
+    const float *xh = e->xh[l], *h = e->h[l], *z = e->z[l];
+    if (bn_before) /* ReLU after BN: its mask is h > 0 (dropped units have g = 0) */
+        for (int r = r0; r < r1; r++)
+            for (int j = 0; j < out; j++)
+                if (!(h[(size_t)r * out + j] > 0.0f))
+                    g[(size_t)r * out + j] = 0.0f;
+    double *part = e->bnb[l];
+    for (int s = s0; s < s1; s++) {
+        int a = s * DPT_SLICE, b = a + DPT_SLICE < B ? a + DPT_SLICE : B;
+        double *ps = part + (size_t)s * out * 2;
+        for (int j = 0; j < out; j++) {
+            double sg = 0, sgx = 0;
+            for (int r = a; r < b; r++) {
+                double gv = g[(size_t)r * out + j];
+                sg += gv;
+                sgx += gv * xh[(size_t)r * out + j];
+            }
+            ps[2 * j] = sg;
+            ps[2 * j + 1] = sgx;
+        }
+    }
+    *tc += now();
+    SYNC(wk);
+    *tc -= now();
+    double *gs = wk->gsum + (size_t)l * e->maxw, *gx = wk->gxsum + (size_t)l * e->maxw;
+    const double *invstd = wk->invstd + (size_t)l * e->maxw;
+    for (int j = 0; j < out; j++) {
+        double a = 0, b = 0;
+        for (int s = 0; s < ns; s++) {
+            a += part[((size_t)s * out + j) * 2];
+            b += part[((size_t)s * out + j) * 2 + 1];
+        }
+        gs[j] = a;
+        gx[j] = b;
+    }
+    const float *gamma = net->params + ly->gamma;
+    for (int r = r0; r < r1; r++)
+        for (int j = 0; j < out; j++) {
+            size_t i = (size_t)r * out + j;
+            double dx = gamma[j] * invstd[j] * (g[i] - gs[j] / B - xh[i] * gx[j] / B);
+            /* ReLU before BN: z holds the ReLU output, active where z > 0 */
+            g[i] = !bn_before && !(z[i] > 0.0f) ? 0.0f : (float)dx;
+        }
+}
+
+/* Gradient (and, in training, the update) of thread t's units. */
+static void update_share(stepctx *c, int t, worker *wk)
+{
+    dpt_engine *e = c->e;
+    dpt_net *net = e->net;
+    const int B = c->B;
+    const share *sh = &e->shares[t];
+    for (int l = 0; l < net->L; l++) {
+        const dpt_layer *ly = &net->layer[l];
+        size_t u0 = e->unit0[l], u1 = e->unit0[l + 1];
+        size_t a = sh->u0 > u0 ? sh->u0 : u0, b = sh->u1 < u1 ? sh->u1 : u1;
+        if (a >= b)
+            continue;
+        int ra = (int)(a - u0), rb = (int)(b - u0);
+        int wr = rb > ly->in ? ly->in : rb; /* W rows [ra, wr); bias unit if rb > in */
+        const float *in = l ? e->h[l - 1] : e->x;
+        double t0 = now();
+        if (wr > ra)
+            dpt_sgemm(1, 0, wr - ra, ly->out, B, 1.0f, in + ra, ly->in, e->dz[l], ly->out,
+                      0.0f, net->grads + ly->w + (size_t)ra * ly->out, ly->out);
+        if (rb > ly->in) {
+            float *gb = net->grads + ly->b;
+            for (int j = 0; j < ly->out; j++) {
+                double s = 0;
+                for (int r = 0; r < B; r++)
+                    s += e->dz[l][(size_t)r * ly->out + j];
+                gb[j] = (float)s;
+            }
+            if (ly->bn) {
+                const double *gs = wk->gsum + (size_t)l * e->maxw;
+                const double *gx = wk->gxsum + (size_t)l * e->maxw;
+                for (int j = 0; j < ly->out; j++) {
+                    net->grads[ly->gamma + j] = (float)gx[j];
+                    net->grads[ly->beta + j] = (float)gs[j];
+                }
+            }
+        }
+        double t1 = now();
+        wk->t_compute += t1 - t0;
+        if (c->mode != MODE_TRAIN || c->bad_cost)
+            continue;
+        uint64_t tstep = c->step + 1;
+        if (wr > ra)
+            wk->bad_grad |= dpt_optim_update(net, ly->w + (size_t)ra * ly->out,
+                                             ly->w + (size_t)wr * ly->out, 1, B, tstep);
+        if (rb > ly->in) {
+            wk->bad_grad |= dpt_optim_update(net, ly->b, ly->b + ly->out, 0, B, tstep);
+            if (ly->bn) {
+                wk->bad_grad |= dpt_optim_update(net, ly->gamma, ly->gamma + ly->out, 0, B, tstep);
+                wk->bad_grad |= dpt_optim_update(net, ly->beta, ly->beta + ly->out, 0, B, tstep);
+                /* running statistics, as PyTorch: unbiased variance, momentum 0.1 */
+                const double *mean = wk->mean + (size_t)l * e->maxw;
+                const double *var = wk->var + (size_t)l * e->maxw;
+                float mo = net->cfg.bn_momentum;
+                double unb = B > 1 ? (double)B / (B - 1) : 1.0;
+                for (int j = 0; j < ly->out; j++) {
+                    float *rm = net->stats + ly->rmean + j, *rv = net->stats + ly->rvar + j;
+                    *rm = (1.0f - mo) * *rm + mo * (float)mean[j];
+                    *rv = (1.0f - mo) * *rv + mo * (float)(var[j] * unb);
+                }
+            }
+        }
+        wk->t_update += now() - t1;
+    }
+}
+
+/* One step, run by every thread of the team. */
+static void step(stepctx *c)
+{
+    dpt_engine *e = c->e;
+    dpt_net *net = e->net;
+    const dpt_config *cfg = &net->cfg;
+    const int t = dpt_tid(), B = c->B, L = net->L;
+    worker *wk = &e->w[t];
+    int s0, s1;
+    dpt_thread_slices(B, t, e->T, &s0, &s1);
+    const int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B, n = r1 - r0;
+    const float p = cfg->dropout; /* also in MODE_GRAD: the mask is fixed by the step */
+    double tc = -now();
+
+    dpt_load_input(c->ds, c->idx, r0, r1, e->x);
+    for (int l = 0; l < L; l++) {
+        const dpt_layer *ly = &net->layer[l];
+        const float *in = l ? e->h[l - 1] : e->x;
+        const float *W = net->params + ly->w, *bias = net->params + ly->b;
+        const size_t o = (size_t)r0 * ly->out;
+        dpt_epilogue ep = { .bias = bias, .relu = l < L - 1 && !(ly->bn && cfg->bn_before) };
+        if (n > 0)
+            dpt_sgemm_ex(0, 0, n, ly->out, ly->in, 1.0f, in + (size_t)r0 * ly->in, ly->in, W,
+                         ly->out, 0.0f, e->z[l] + o, ly->out, &ep);
+        if (l == L - 1) {
+            dpt_softmax_xent(e->z[l], e->h[l], e->dz[l], r0, r1, ly->out, c->ds->labels, c->idx,
+                         B, e->loss, e->hit);
+            break;
+        }
+        const float *cur = e->z[l];
+        if (ly->bn) {
+            bn_forward(e, wk, l, B, s0, s1, r0, r1, &tc);
+            cur = e->h[l];
+        }
+        if (p > 0) {
+            dropout_mask(e->dmask[l], r0, r1, ly->out, p, cfg->seed, l, c->step);
+            for (size_t i = o; i < o + (size_t)n * ly->out; i++)
+                e->h[l][i] = cur[i] * e->dmask[l][i];
+        } else if (!ly->bn && n > 0) {
+            memcpy(e->h[l] + o, cur + o, sizeof(float) * (size_t)n * ly->out);
+        }
+    }
+    for (int l = L - 1; l >= 1; l--) {
+        const dpt_layer *ly = &net->layer[l], *lh = &net->layer[l - 1];
+        float *g = e->dz[l - 1];
+        const size_t o = (size_t)r0 * lh->out;
+        const int fuse = !lh->bn && p == 0;
+        dpt_epilogue ep = { .mask = fuse ? e->z[l - 1] + o : NULL, .ldm = lh->out };
+        if (n > 0)
+            dpt_sgemm_ex(0, 1, n, lh->out, ly->out, 1.0f, e->dz[l] + (size_t)r0 * ly->out,
+                         ly->out, net->params + ly->w, ly->out, 0.0f, g + o, lh->out, &ep);
+        if (fuse)
+            continue;
+        if (p > 0)
+            for (size_t i = o; i < o + (size_t)n * lh->out; i++)
+                g[i] *= e->dmask[l - 1][i];
+        if (lh->bn)
+            bn_backward(e, wk, l - 1, B, s0, s1, r0, r1, g, &tc);
+        else
+            for (size_t i = o; i < o + (size_t)n * lh->out; i++)
+                if (!(e->z[l - 1][i] > 0.0f))
+                    g[i] = 0.0f;
+    }
+    tc += now();
+    wk->t_compute += tc;
+    SYNC(wk);
+
+    /* Every thread sums the batch cost in row order: the same value everywhere, so a
+     * non-finite cost stops all threads before any update. */
+    double cost = 0;
+    size_t correct = 0;
+    for (int r = 0; r < B; r++) {
+        cost += e->loss[r];
+        correct += e->hit[r];
+    }
+    cost /= B;
+    c->bad_cost = !isfinite(cost);
+    if (t == 0) {
+        c->cost = cost;
+        c->correct = correct;
+    }
+    update_share(c, t, wk);
+    SYNC(wk);
+}
+
+static int bad_grads(const dpt_engine *e)
+{
+    int bad = 0;
+    for (int t = 0; t < e->T; t++)
+        bad |= e->w[t].bad_grad;
+    return bad;
+}
+
+int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order,
+                     size_t n, int batch, size_t first_batch, size_t nsteps,
+                     double *cost_sum, size_t *correct, dpt_error *err)
+{
+    if (batch < 1 || batch > e->maxB)
+        return dpt_seterr(err, DPT_EINPUT, "--batch: %d exceeds the engine's %d", batch,
+                          e->maxB);
+    if (ds->dim != (size_t)e->net->layer[0].in)
+        return dpt_seterr(err, DPT_EINPUT, "--arch: input size %d does not match the "
+                          "data's %zu pixels", e->net->layer[0].in, ds->dim);
+    const uint64_t step0 = e->net->step;
+    size_t done = 0;
+    int failed = 0;
+    double csum = 0;
+    size_t hits = 0;
+    double w0 = now();
+    for (int t = 0; t < e->T; t++)
+        e->w[t].bad_grad = 0;
+    stepctx c = { .e = e, .ds = ds, .mode = MODE_TRAIN };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(e->T) firstprivate(c)
+#endif
+    {
+        for (size_t s = 0; s < nsteps; s++) {
+            size_t bi = first_batch + s, start = bi * (size_t)batch;
+            if (start >= n)
+                break;
+            c.idx = order + start;
+            c.B = (int)(n - start < (size_t)batch ? n - start : (size_t)batch);
+            c.step = step0 + s;
+            step(&c);
+            /* after the end-of-step barrier every thread sees every flag */
+            int stop = c.bad_cost || bad_grads(e);
+            if (dpt_tid() == 0) {
+                if (!stop) {
+                    csum += c.cost;
+                    hits += c.correct;
+                    done = s + 1;
+                } else {
+                    failed = 1;
+                }
+            }
+            if (stop)
+                break;
+        }
+    }
+    e->net->step = step0 + done;
+    e->wall += now() - w0;
+    if (cost_sum)
+        *cost_sum += csum;
+    if (correct)
+        *correct += hits;
+    if (failed)
+        return dpt_seterr(err, DPT_EFAIL, "training diverged at step %llu: the cost or a "
+                          "gradient is not finite (try a smaller --lr)",
+                          (unsigned long long)(step0 + done + 1));
+    return DPT_OK;
+}
+
+int dpt_engine_gradient(dpt_engine *e, const dpt_dataset *ds, const uint32_t *idx, int B,
+                        double *cost, dpt_error *err)
+{
+    if (B < 1 || B > e->maxB)
+        return dpt_seterr(err, DPT_EINPUT, "batch %d exceeds the engine's %d", B, e->maxB);
+    stepctx c = { .e = e, .ds = ds, .idx = idx, .B = B, .step = e->net->step,
+                  .mode = MODE_GRAD };
+    double result = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(e->T) firstprivate(c)
+#endif
+    {
+        step(&c);
+        if (dpt_tid() == 0)
+            result = c.cost;
+    }
+    *cost = result;
+    return DPT_OK;
+}
+
+void dpt_engine_times(const dpt_engine *e, dpt_phase_times *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < e->T; i++) {
+        t->compute += e->w[i].t_compute / e->T;
+        t->sync += e->w[i].t_sync / e->T;
+        t->update += e->w[i].t_update / e->T;
+    }
+    t->wall = e->wall;
+}
+
+void dpt_engine_reset_times(dpt_engine *e)
+{
+    for (int i = 0; i < e->T; i++)
+        e->w[i].t_compute = e->w[i].t_sync = e->w[i].t_update = 0;
+    e->wall = 0;
+}
