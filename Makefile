@@ -11,14 +11,14 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 OMP     ?= 1
 SAN     ?= 0
-OPT     ?= -O2
+OPT     ?= -O3
 
 VARIANT := $(if $(filter 1,$(SAN)),san)$(if $(filter 0,$(OMP)),noomp)
 BUILD   := build$(if $(VARIANT),/$(VARIANT))
 
 PKGS     := hwloc zlib
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
-CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-fast-math
+CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wno-unused-parameter -fno-math-errno
 LDLIBS   += -lm
 
 ifneq ($(shell pkg-config --exists $(PKGS) 2>/dev/null && echo y),)
@@ -77,7 +77,7 @@ data:
 check: deps
 	@scripts/fetch-data mnist
 	@$(MAKE) --no-print-directory $(TESTBIN) $(BIN)
-	DPTRAIN_DATA=data $(TESTBIN) --jobs 2 --timeout 300
+	DPTRAIN_DATA=data LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(TESTBIN) --jobs 2 --timeout 300
 	DPTRAIN=$(BIN) bash tests/cli.sh
 
 test: check

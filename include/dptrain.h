@@ -331,7 +331,8 @@ typedef struct dpt_train_opts {
 typedef struct dpt_train_result {
     double train_seconds, samples_per_s;
     size_t samples;
-    dpt_metrics train, val, test;
+    dpt_metrics train, val, test; /* at the end, in inference mode (train: the training
+                                     split without the validation samples) */
     int has_val, has_test;
     int epochs_run;
     int stopped_early, interrupted;

@@ -31,8 +31,9 @@ int cli_parse(cli *c, int argc, char **argv, const char *allowed, dpt_error *err
 int cli_set(cli *c, const char *name, const char *value, const char *where, dpt_error *err);
 int cli_is_flag(const char *name); /* options that take no value */
 
-/* Loads DIR's training (which = 0) or test (which = 1) set. */
-int cli_load(const cli *c, int which, dpt_dataset *ds, dpt_error *err);
+/* Loads DIR's training (which = 0) or test (which = 1) set; labels must lie below
+ * `classes` (the network's outputs). */
+int cli_load(const cli *c, int which, int classes, dpt_dataset *ds, dpt_error *err);
 /* Checks the network's input and output sizes against a dataset. */
 int cli_check_arch(const dpt_config *cfg, const dpt_dataset *ds, dpt_error *err);
 

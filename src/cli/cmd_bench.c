@@ -1,2 +1,188 @@
+/* dptrain bench: thread scaling of the training step on real data. For each thread
+ * count, trains a fixed number of steps (after a warm-up) three times and reports the
+ * median samples/s, the speedup and efficiency against the first count, and the share
+ * of step time in compute, synchronisation (barriers) and the optimiser update. */
 #include "cli.h"
-int cmd_bench(int argc, char **argv) { (void)argc; (void)argv; return cli_failf(2, "bench: not built yet"); }
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char help[] =
+    "usage: dptrain bench [--threads 1,2,4] [--arch A] [--batch N] [--optimizer O]\n"
+    "                     [--data DIR] [--steps N] [--warmup N] [--json FILE] [--bind core|none]\n"
+    "\n"
+    "Trains --steps steps (default 300, after --warmup 50) per thread count (default\n"
+    "1..physical cores), three times each, and prints the median samples/s, speedup,\n"
+    "parallel efficiency and the time split; --json writes the same for machines.\n"
+    "Training options (--dropout, --batchnorm, --lr, ...) apply as in train.\n";
+
+static const char allowed[] =
+    "data arch optimizer lr momentum nesterov batch dropout l2 weight-decay batchnorm "
+    "no-batchnorm bn-before threads bind seed json steps warmup config quiet";
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct row {
+    int threads;
+    double sps, compute, sync, update;
+} row;
+
+int cmd_bench(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(help, stdout);
+            return 0;
+        }
+    cli c;
+    memset(&c, 0, sizeof c);
+    dpt_config_default(&c.cfg);
+    dpt_error err = { 0 };
+    if (cli_parse(&c, argc, argv, allowed, &err) || dpt_config_check(&c.cfg, &err))
+        return cli_fail(&err);
+    int steps = c.steps ? c.steps : 300, warmup = c.warmup ? c.warmup : 50;
+    dpt_topology topo;
+    dpt_topology_get(&topo);
+    int counts[64], nc = 0;
+    if (c.threads_list[0]) {
+        for (char *p = c.threads_list; *p && nc < 64;) {
+            long v = strtol(p, &p, 10);
+            if (v < 1 || v > 1024)
+                return cli_failf(2, "--threads: %ld is not in [1, 1024]", v);
+            counts[nc++] = (int)v;
+            if (*p == ',')
+                p++;
+        }
+    } else {
+        for (int t = 1; t <= topo.cores && nc < 64; t++)
+            counts[nc++] = t;
+    }
+    dpt_dataset ds;
+    if (cli_load(&c, 0, c.cfg.sizes[c.cfg.nlayers], &ds, &err))
+        return cli_fail(&err);
+    if (cli_check_arch(&c.cfg, &ds, &err)) {
+        dpt_dataset_free(&ds);
+        return cli_fail(&err);
+    }
+    /* a fixed order over the training file, long enough for warm-up + steps */
+    size_t need = (size_t)(warmup + steps) * c.cfg.batch;
+    uint32_t *order = malloc(need * sizeof *order);
+    if (!order) {
+        dpt_dataset_free(&ds);
+        return cli_failf(1, "out of memory");
+    }
+    uint32_t *base = malloc(ds.n * sizeof *base);
+    for (size_t i = 0; i < ds.n; i++)
+        base[i] = (uint32_t)i;
+    for (size_t k = 0; k < need; k += ds.n) {
+        uint32_t *tmp = malloc(ds.n * sizeof *tmp);
+        dpt_shuffle(base, tmp, ds.n, c.cfg.seed, k / ds.n);
+        memcpy(order + k, tmp, (need - k < ds.n ? need - k : ds.n) * sizeof *order);
+        free(tmp);
+    }
+    free(base);
+
+    char arch[256];
+    dpt_format_arch(&c.cfg, arch, sizeof arch);
+    printf("# dptrain bench: %s, %s, batch %d, dropout %g%s, %d steps x 3 per count\n", arch,
+           dpt_optimizer_name(c.cfg.optimizer), c.cfg.batch, c.cfg.dropout,
+           c.cfg.batchnorm ? ", batchnorm" : "", steps);
+    printf("# machine: %s; %s\n", topo.cpu_model, topo.summary);
+    row rows[64];
+    int rc = 0;
+    const char *binding = "none";
+    for (int k = 0; k < nc; k++) {
+        double sps[3];
+        dpt_phase_times pt = { 0 };
+        for (int rep = 0; rep < 3; rep++) {
+            dpt_net *net = dpt_net_create(&c.cfg, &err);
+            const char *warn = NULL;
+            dpt_engine *e = net ? dpt_engine_create(net, c.cfg.batch, counts[k], c.cfg.bind,
+                                                    &warn, &err)
+                                : NULL;
+            if (!e) {
+                dpt_net_free(net);
+                rc = cli_fail(&err);
+                goto out;
+            }
+            if (warn && k == 0 && rep == 0)
+                fprintf(stderr, "dptrain: warning: %s\n", warn);
+            binding = dpt_engine_binding(e);
+            counts[k] = dpt_engine_threads(e); /* 1 in a build without OpenMP */
+            if (dpt_engine_train(e, &ds, order, need, c.cfg.batch, 0, (size_t)warmup, NULL,
+                                 NULL, &err)) {
+                rc = cli_fail(&err);
+                dpt_engine_free(e);
+                dpt_net_free(net);
+                goto out;
+            }
+            dpt_engine_reset_times(e);
+            double t0 = now();
+            if (dpt_engine_train(e, &ds, order, need, c.cfg.batch, (size_t)warmup,
+                                 (size_t)steps, NULL, NULL, &err)) {
+                rc = cli_fail(&err);
+                dpt_engine_free(e);
+                dpt_net_free(net);
+                goto out;
+            }
+            sps[rep] = (double)steps * c.cfg.batch / (now() - t0);
+            dpt_phase_times t;
+            dpt_engine_times(e, &t);
+            if (rep == 1) /* keep the time split of the middle repetition */
+                pt = t;
+            dpt_engine_free(e);
+            dpt_net_free(net);
+        }
+        qsort(sps, 3, sizeof sps[0], cmp_d);
+        double tot = pt.compute + pt.sync + pt.update;
+        rows[k] = (row){ counts[k], sps[1], tot > 0 ? pt.compute / tot : 0,
+                         tot > 0 ? pt.sync / tot : 0, tot > 0 ? pt.update / tot : 0 };
+    }
+    printf("# kernel %s, binding %s\n", dpt_gemm_kernel(), binding);
+    printf("%7s %12s %8s %10s %8s %8s %8s\n", "threads", "samples/s", "speedup", "efficiency",
+           "compute", "sync", "update");
+    for (int k = 0; k < nc; k++) {
+        double sp = rows[k].sps / rows[0].sps * counts[0];
+        printf("%7d %12.0f %7.2fx %9.0f%% %7.1f%% %7.1f%% %7.1f%%\n", rows[k].threads,
+               rows[k].sps, sp, 100.0 * sp / rows[k].threads, 100 * rows[k].compute,
+               100 * rows[k].sync, 100 * rows[k].update);
+    }
+    if (c.json) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", c.json);
+        FILE *f = fopen(tmp, "w");
+        if (!f) {
+            rc = cli_failf(1, "%s: cannot write", c.json);
+            goto out;
+        }
+        fprintf(f, "{\"arch\": \"%s\", \"optimizer\": \"%s\", \"batch\": %d, \"steps\": %d, "
+                   "\"kernel\": \"%s\", \"binding\": \"%s\", \"cores\": %d, \"results\": [",
+                arch, dpt_optimizer_name(c.cfg.optimizer), c.cfg.batch, steps,
+                dpt_gemm_kernel(), binding, topo.cores);
+        for (int k = 0; k < nc; k++)
+            fprintf(f, "%s\n  {\"threads\": %d, \"samples_per_s\": %.1f, \"speedup\": %.4f, "
+                       "\"compute\": %.4f, \"sync\": %.4f, \"update\": %.4f}",
+                    k ? "," : "", rows[k].threads, rows[k].sps,
+                    rows[k].sps / rows[0].sps * counts[0], rows[k].compute, rows[k].sync,
+                    rows[k].update);
+        fprintf(f, "\n]}\n");
+        if (fclose(f) != 0 || rename(tmp, c.json) != 0)
+            rc = cli_failf(1, "%s: cannot write", c.json);
+    }
+out:
+    free(order);
+    dpt_dataset_free(&ds);
+    return rc;
+}

@@ -25,7 +25,8 @@ static int load(cli *c, int argc, char **argv, const char *allowed, dpt_net **ne
         return cli_failf(2, "--model: missing (the checkpoint to load)");
     if (dpt_checkpoint_load(c->model, net, NULL, &err))
         return cli_fail(&err);
-    if (cli_load(c, 1, test, &err) || cli_check_arch(dpt_net_config(*net), test, &err)) {
+    const dpt_config *nc = dpt_net_config(*net);
+    if (cli_load(c, 1, nc->sizes[nc->nlayers], test, &err) || cli_check_arch(nc, test, &err)) {
         dpt_net_free(*net);
         dpt_dataset_free(test);
         return cli_fail(&err);

@@ -262,11 +262,11 @@ int cmd_train(int argc, char **argv)
     }
 
     dpt_dataset train, test;
-    if (cli_load(&c, 0, &train, &err)) {
+    if (cli_load(&c, 0, c.cfg.sizes[c.cfg.nlayers], &train, &err)) {
         dpt_net_free(net);
         return cli_fail(&err);
     }
-    if (cli_load(&c, 1, &test, &err)) {
+    if (cli_load(&c, 1, c.cfg.sizes[c.cfg.nlayers], &test, &err)) {
         dpt_dataset_free(&train);
         dpt_net_free(net);
         return cli_fail(&err);

@@ -77,9 +77,36 @@ static int boolean(const char *where, const char *v, int *out, dpt_error *err)
     return DPT_OK;
 }
 
-/* Strings given on the command line live as long as argv; those from a config file are
- * duplicated (and live for the process). */
-static const char *keep(const char *v) { return strdup(v); }
+/* Option strings are copied (a config file's line buffer is reused) and live until the
+ * process exits, when they are released. */
+static char **owned;
+static size_t nowned, capowned;
+
+static void release(void)
+{
+    while (nowned > 0)
+        free(owned[--nowned]);
+    free(owned);
+}
+
+static const char *keep(const char *v)
+{
+    if (nowned == capowned) {
+        size_t nc = capowned ? 2 * capowned : 16;
+        char **no = realloc(owned, nc * sizeof *no);
+        if (!no)
+            abort(); /* a few bytes: nothing sensible is left to do */
+        if (!owned)
+            atexit(release);
+        owned = no;
+        capowned = nc;
+    }
+    char *s = strdup(v);
+    if (!s)
+        abort();
+    owned[nowned++] = s;
+    return s;
+}
 
 int cli_set(cli *c, const char *name, const char *v, const char *where, dpt_error *err)
 {
@@ -336,9 +363,9 @@ int cli_parse(cli *c, int argc, char **argv, const char *allowed, dpt_error *err
     return DPT_OK;
 }
 
-int cli_load(const cli *c, int which, dpt_dataset *ds, dpt_error *err)
+int cli_load(const cli *c, int which, int classes, dpt_dataset *ds, dpt_error *err)
 {
-    return dpt_dataset_load_dir(c->data ? c->data : "data/mnist", which, 256, ds, err);
+    return dpt_dataset_load_dir(c->data ? c->data : "data/mnist", which, classes, ds, err);
 }
 
 int cli_check_arch(const dpt_config *cfg, const dpt_dataset *ds, dpt_error *err)

@@ -30,7 +30,8 @@ int dpt_dataset_load(const char *images_path, const char *labels_path, int max_c
     for (size_t i = 0; i < lb.nbytes; i++) {
         if (lb.data[i] >= limit) {
             rc = dpt_seterr(err, DPT_EINPUT, "%s: label %u of item %zu is outside the %d "
-                            "classes [0, %d)", labels_path, lb.data[i], i, limit, limit);
+                            "classes [0, %d) of the network", labels_path, lb.data[i], i,
+                            limit, limit);
             goto fail;
         }
         if (lb.data[i] > top)

@@ -54,12 +54,22 @@ static const dpt_kernel_info *best(void)
     return &kernels[NKERNELS - 1];
 }
 
+/* The table row named isa if this CPU runs it, else NULL. */
+static const dpt_kernel_info *find(const char *isa)
+{
+    for (int i = 0; i < NKERNELS; i++)
+        if (!strcmp(kernels[i].name, isa))
+            return dpt_gemm_supported(isa) ? &kernels[i] : NULL;
+    return NULL;
+}
+
 static void init_once(void)
 {
+    /* DPTRAIN_ISA forces a kernel; an unusable value falls back to the best one here,
+     * and the CLI reports it (dpt_gemm_select). */
     const char *env = getenv("DPTRAIN_ISA");
-    active = best();
-    if (env && *env && dpt_gemm_select(env, NULL) != DPT_OK)
-        active = best(); /* the CLI validates DPTRAIN_ISA and reports it */
+    const dpt_kernel_info *k = env && *env && strcmp(env, "auto") ? find(env) : NULL;
+    active = k ? k : best();
 }
 
 static const dpt_kernel_info *kern(void)
@@ -75,15 +85,15 @@ int dpt_gemm_select(const char *isa, dpt_error *err)
         active = best();
         return DPT_OK;
     }
-    for (int i = 0; i < NKERNELS; i++) {
-        if (strcmp(kernels[i].name, isa))
-            continue;
-        if (!dpt_gemm_supported(isa))
-            return dpt_seterr(err, DPT_EINPUT, "DPTRAIN_ISA: this CPU cannot run the %s "
-                              "kernel", isa);
-        active = &kernels[i];
+    const dpt_kernel_info *k = find(isa);
+    if (k) {
+        active = k;
         return DPT_OK;
     }
+    for (int i = 0; i < NKERNELS; i++)
+        if (!strcmp(kernels[i].name, isa))
+            return dpt_seterr(err, DPT_EINPUT, "DPTRAIN_ISA: this CPU cannot run the %s "
+                              "kernel", isa);
     return dpt_seterr(err, DPT_EINPUT, "DPTRAIN_ISA: unknown kernel '%s' (expected ref, "
                       "avx2, avx512 or auto)", isa);
 }
@@ -98,9 +108,36 @@ int dpt_gemm_small_m(int m)
     return old;
 }
 
-/* Per-thread packing buffers, grown on demand and kept for the thread's life. */
-static _Thread_local float *abuf, *bbuf;
-static _Thread_local size_t abuf_n, bbuf_n;
+/* Per-thread packing buffers, grown on demand and kept for the thread's life; a
+ * pthread key frees them when the thread exits (OpenMP teams come and go). */
+typedef struct packbufs {
+    float *a, *b;
+    size_t an, bn;
+} packbufs;
+
+static pthread_key_t bufkey;
+static pthread_once_t bufkey_once = PTHREAD_ONCE_INIT;
+
+static void free_bufs(void *p)
+{
+    packbufs *pb = p;
+    dpt_free(pb->a);
+    dpt_free(pb->b);
+    free(pb);
+}
+
+static void make_key(void) { pthread_key_create(&bufkey, free_bufs); }
+
+static packbufs *bufs(void)
+{
+    pthread_once(&bufkey_once, make_key);
+    packbufs *pb = pthread_getspecific(bufkey);
+    if (!pb && (pb = calloc(1, sizeof *pb)) && pthread_setspecific(bufkey, pb) != 0) {
+        free(pb);
+        pb = NULL;
+    }
+    return pb;
+}
 
 static float *grow(float **buf, size_t *have, size_t need)
 {
@@ -172,7 +209,8 @@ static int sgemm_tall(const dpt_kernel_info *g, int ta, int tb, int M, int N, in
     const int packa = !ta, KC = g->kc, MC = g->mc;
     const int ntiles = (N + NR_TALL - 1) / NR_TALL, width = (N + ntiles - 1) / ntiles;
     float *ap = NULL;
-    if (packa && !(ap = grow(&abuf, &abuf_n, (size_t)(MC + MR_TALL) * KC)))
+    packbufs *pb = packa ? bufs() : NULL;
+    if (packa && (!pb || !(ap = grow(&pb->a, &pb->an, (size_t)(MC + MR_TALL) * KC))))
         return DPT_EFAIL;
     dpt_tile t = { 0 };
     t.alpha = alpha;
@@ -236,9 +274,12 @@ int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *
     const int KC = g->kc, MC = g->mc, NC = g->nc;
 
     float *ap = NULL, *bp = NULL;
-    if (packa && !(ap = grow(&abuf, &abuf_n, (size_t)(MC + MR) * KC)))
+    packbufs *pb = packa || packb ? bufs() : NULL;
+    if ((packa || packb) && !pb)
         goto oom;
-    if (packb && !(bp = grow(&bbuf, &bbuf_n, (size_t)(NC + NR) * KC)))
+    if (packa && !(ap = grow(&pb->a, &pb->an, (size_t)(MC + MR) * KC)))
+        goto oom;
+    if (packb && !(bp = grow(&pb->b, &pb->bn, (size_t)(NC + NR) * KC)))
         goto oom;
 
     dpt_tile t = { 0 };
@@ -302,8 +343,9 @@ int dpt_gemm_reserve(void)
 {
     const dpt_kernel_info *g = kern();
     int mr = g->mr > MR_TALL ? g->mr : MR_TALL;
-    return grow(&abuf, &abuf_n, (size_t)(g->mc + mr) * g->kc) &&
-                   grow(&bbuf, &bbuf_n, (size_t)(g->nc + g->nr) * g->kc)
+    packbufs *pb = bufs();
+    return pb && grow(&pb->a, &pb->an, (size_t)(g->mc + mr) * g->kc) &&
+                   grow(&pb->b, &pb->bn, (size_t)(g->nc + g->nr) * g->kc)
                ? DPT_OK
                : DPT_EFAIL;
 }

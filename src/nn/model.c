@@ -238,7 +238,16 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 
 uint64_t dpt_net_fingerprint(const dpt_net *net)
 {
+    /* tensor by tensor, so the alignment padding between them never counts */
     uint64_t h = 0xcbf29ce484222325ull;
-    h = fnv1a(h, net->params, net->nparams * sizeof(float));
+    for (int l = 0; l < net->L; l++) {
+        const dpt_layer *ly = &net->layer[l];
+        h = fnv1a(h, net->params + ly->w, sizeof(float) * (size_t)ly->in * ly->out);
+        h = fnv1a(h, net->params + ly->b, sizeof(float) * (size_t)ly->out);
+        if (ly->bn) {
+            h = fnv1a(h, net->params + ly->gamma, sizeof(float) * (size_t)ly->out);
+            h = fnv1a(h, net->params + ly->beta, sizeof(float) * (size_t)ly->out);
+        }
+    }
     return fnv1a(h, net->stats, net->nstats * sizeof(float));
 }

@@ -26,7 +26,7 @@ DPT_CLONES static int nonfinite(const float *g, size_t n)
     return bad;
 }
 
-DPT_CLONES static void sgd(float *w, const float *g, float *b, size_t n, float lr, float wd,
+DPT_CLONES static void sgd(float *restrict w, const float *restrict g, float *restrict b, size_t n, float lr, float wd,
                            float l2s, float mu, int nesterov, int first, int use_mom)
 {
     for (size_t i = 0; i < n; i++) {
@@ -42,7 +42,8 @@ DPT_CLONES static void sgd(float *w, const float *g, float *b, size_t n, float l
     }
 }
 
-DPT_CLONES static void adam(float *w, const float *g, float *m, float *v, size_t n, float lr,
+DPT_CLONES static void adam(float *restrict w, const float *restrict g, float *restrict m,
+                            float *restrict v, size_t n, float lr,
                             float wd, float l2s, float b1, float b2, float eps, float bc1,
                             float bc2sqrt, int decoupled)
 {

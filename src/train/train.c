@@ -161,8 +161,6 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
                             (unsigned long long)net->step, st->epoch + 1, p.train_cost,
                             p.has_val ? p.val.cost : NAN, p.has_val ? p.val.accuracy : NAN,
                             cfg->lr, secs);
-                res->train.cost = p.train_cost;
-                res->train.accuracy = p.train_accuracy;
                 cost_sum = 0;
                 steps_since = 0;
                 res->samples += seen;
@@ -196,6 +194,10 @@ finish:
     dpt_engine_times(eng, &pt);
     double tot = pt.compute + pt.sync + pt.update;
     res->sync_share = tot > 0 ? pt.sync / tot : 0;
+    /* final metrics in inference mode: training split, validation split, test set */
+    if ((rc = dpt_net_evaluate(net, train, tr, ntr, o->threads, &res->train, NULL, NULL, NULL,
+                               err)))
+        goto out;
     if (nva && (rc = dpt_net_evaluate(net, train, va, nva, o->threads, &res->val, NULL, NULL,
                                       NULL, err)))
         goto out;

@@ -1,0 +1,298 @@
+/* The training engine: gradients against central finite differences (every layer,
+ * batchnorm in both placements, dropout with its fixed mask), thread-count invariance
+ * of single steps and of whole runs, and learning on real data. */
+#include "nets.h"
+
+#include <math.h>
+
+/* Central differences of the batch cost against the engine's gradient for every
+ * parameter of a tiny net. The cost is accumulated in double; the forward pass is
+ * float32, so eps and the tolerance are sized for that. */
+static void gradcheck(dpt_config c)
+{
+    dpt_dataset ds = synth(9, 2, 3, 11);
+    uint32_t idx[9];
+    for (int i = 0; i < 9; i++)
+        idx[i] = (uint32_t)i;
+    dpt_error err = { 0 };
+    dpt_net *net = dpt_net_create(&c, &err);
+    cr_assert_not_null(net, "%s", err.msg);
+    float *p = dpt_net_params(net);
+    /* non-trivial batchnorm scale/shift and biases */
+    for (size_t i = 0; i < dpt_net_nparams(net); i++)
+        p[i] += 0.1f * (float)dpt_randn(5, 5, i);
+    dpt_engine *e = dpt_engine_create(net, 9, 1, 0, NULL, &err);
+    cr_assert_not_null(e, "%s", err.msg);
+    double cost;
+    cr_assert_eq(dpt_engine_gradient(e, &ds, idx, 9, &cost, &err), DPT_OK);
+    size_t n = dpt_net_nparams(net);
+    float *g = malloc(n * sizeof *g);
+    memcpy(g, dpt_net_grads(net), n * sizeof *g);
+    const float h = 1e-3f;
+    int checked = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float save = p[i];
+        if (save == 0.0f && g[i] == 0.0f)
+            continue; /* padding between tensors */
+        double cp, cm;
+        p[i] = save + h;
+        dpt_engine_gradient(e, &ds, idx, 9, &cp, &err);
+        p[i] = save - h;
+        dpt_engine_gradient(e, &ds, idx, 9, &cm, &err);
+        p[i] = save;
+        double fd = (cp - cm) / (2.0 * h);
+        double tol = 1e-3 + 2e-2 * fabs(fd);
+        checked++;
+        if (fabs(fd - g[i]) > tol) {
+            bad++;
+            cr_log_info("param %zu: finite difference %.6f, engine %.6f", i, fd, g[i]);
+        }
+    }
+    /* ReLU kinks can upset a difference or two; more than that is a bug */
+    cr_assert(checked > 20, "checked %d parameters", checked);
+    cr_assert(bad <= checked / 50, "%d of %d gradients disagree with finite differences",
+              bad, checked);
+    free(g);
+    dpt_engine_free(e);
+    dpt_net_free(net);
+    dpt_dataset_free(&ds);
+}
+
+Test(engine, dense_relu_softmax_gradients_match_finite_differences, .timeout = 60)
+{
+    gradcheck(tiny_config("4-5-4-3"));
+}
+
+Test(engine, batchnorm_after_relu_gradients_match_finite_differences, .timeout = 60)
+{
+    dpt_config c = tiny_config("4-6-5-3");
+    c.batchnorm = 1;
+    gradcheck(c);
+}
+
+Test(engine, batchnorm_before_relu_gradients_match_finite_differences, .timeout = 60)
+{
+    dpt_config c = tiny_config("4-6-5-3");
+    c.batchnorm = 1;
+    c.bn_before = 1;
+    gradcheck(c);
+}
+
+Test(engine, dropout_with_its_fixed_mask_gradients_match_finite_differences, .timeout = 60)
+{
+    dpt_config c = tiny_config("4-8-6-3");
+    c.dropout = 0.3f;
+    gradcheck(c);
+}
+
+Test(engine, batchnorm_and_dropout_gradients_match_finite_differences, .timeout = 60)
+{
+    dpt_config c = tiny_config("4-8-6-3");
+    c.dropout = 0.25f;
+    c.batchnorm = 1;
+    gradcheck(c);
+}
+
+/* One gradient step on T threads equals the one-thread step bitwise: gradients of all
+ * parameters (so the synchronised batchnorm statistics and sums too). */
+static void grads_for(dpt_config c, int T, int B, float *out, size_t n)
+{
+    dpt_dataset ds = synth(200, 6, 5, 21);
+    uint32_t idx[200];
+    for (int i = 0; i < 200; i++)
+        idx[i] = (uint32_t)(i * 7 % 200);
+    dpt_error err;
+    dpt_net *net = dpt_net_create(&c, &err);
+    dpt_engine *e = dpt_engine_create(net, B, T, 0, NULL, &err);
+    cr_assert_not_null(e, "%s", err.msg);
+    double cost;
+    cr_assert_eq(dpt_engine_gradient(e, &ds, idx, B, &cost, &err), DPT_OK);
+    cr_assert_eq(dpt_net_nparams(net), n);
+    memcpy(out, dpt_net_grads(net), n * sizeof *out);
+    dpt_engine_free(e);
+    dpt_net_free(net);
+    dpt_dataset_free(&ds);
+}
+
+Test(engine, sync_batchnorm_step_on_t_threads_equals_one_thread, .timeout = 60)
+{
+    dpt_config c = tiny_config("36-40-30-5");
+    c.batchnorm = 1;
+    c.dropout = 0.2f;
+    dpt_error err;
+    dpt_net *probe = dpt_net_create(&c, &err);
+    size_t n = dpt_net_nparams(probe);
+    dpt_net_free(probe);
+    float *g1 = malloc(n * sizeof *g1), *gt = malloc(n * sizeof *gt);
+    int Bs[] = { 7, 32, 33, 100 };
+    for (int b = 0; b < 4; b++) {
+        grads_for(c, 1, Bs[b], g1, n);
+        for (int T = 2; T <= 5; T++) {
+            grads_for(c, T, Bs[b], gt, n);
+            cr_assert_arr_eq(g1, gt, n * sizeof *g1, "B=%d T=%d: gradients differ from T=1",
+                             Bs[b], T);
+        }
+    }
+    free(g1);
+    free(gt);
+}
+
+/* Trains `steps` steps (over a few epochs of synthetic data) and returns the
+ * fingerprint. */
+static uint64_t run(dpt_config c, int T, size_t stop_after)
+{
+    dpt_dataset ds = synth(1000, 6, 5, 8);
+    dpt_error err = { 0 };
+    dpt_net *net = dpt_net_create(&c, &err);
+    cr_assert_not_null(net, "%s", err.msg);
+    dpt_train_state st;
+    dpt_train_state_init(&st);
+    dpt_train_opts o = { .threads = T, .bind = 0, .stop_after = stop_after };
+    dpt_train_result res;
+    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_OK, "%s", err.msg);
+    uint64_t fp = dpt_net_fingerprint(net);
+    dpt_train_state_free(&st);
+    dpt_net_free(net);
+    dpt_dataset_free(&ds);
+    return fp;
+}
+
+Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
+{
+    dpt_config c = tiny_config("36-40-30-5");
+    c.batchnorm = 1;
+    c.dropout = 0.2f;
+    c.weight_decay = 1e-4f;
+    c.epochs = 3;
+    c.val_split = 0.2;
+    int Bs[] = { 32, 33, 100 };
+    int Ts[] = { 2, 3, 4, 8 };
+    for (int b = 0; b < 3; b++) {
+        c.batch = Bs[b];
+        uint64_t one = run(c, 1, 0);
+        for (int t = 0; t < 4; t++)
+            cr_assert_eq(run(c, Ts[t], 0), one, "B=%d T=%d: fingerprint differs from T=1",
+                         Bs[b], Ts[t]);
+    }
+}
+
+Test(engine, every_optimizer_is_thread_count_invariant, .timeout = 120)
+{
+    dpt_config c = tiny_config("36-24-5");
+    c.epochs = 2;
+    c.batch = 50;
+    c.l2 = 0.01f;
+    c.dropout = 0.1f;
+    for (int opt = DPT_SGD; opt <= DPT_ADAMW; opt++) {
+        c.optimizer = opt;
+        c.lr = opt >= DPT_ADAM ? 1e-3f : 0.05f;
+        c.nesterov = opt == DPT_MOMENTUM;
+        cr_assert_eq(run(c, 3, 0), run(c, 1, 0), "%s", dpt_optimizer_name(opt));
+    }
+}
+
+Test(engine, a_run_stopped_midway_and_resumed_from_its_checkpoint_ends_identical,
+     .timeout = 120)
+{
+    dpt_config c = tiny_config("36-40-30-5");
+    c.batchnorm = 1;
+    c.dropout = 0.2f;
+    c.epochs = 3;
+    c.batch = 33;
+    c.patience = 5;
+    uint64_t whole = run(c, 2, 0);
+
+    dpt_dataset ds = synth(1000, 6, 5, 8);
+    dpt_error err = { 0 };
+    dpt_net *net = dpt_net_create(&c, &err);
+    dpt_train_state st;
+    dpt_train_state_init(&st);
+    dpt_train_opts o = { .threads = 3, .bind = 0, .stop_after = 37 }; /* mid-epoch */
+    dpt_train_result res;
+    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_OK, "%s", err.msg);
+    cr_assert(res.interrupted);
+    const char *path = tmppath("mid.safetensors");
+    cr_assert_eq(dpt_checkpoint_save(path, net, &st, &err), DPT_OK, "%s", err.msg);
+    dpt_train_state_free(&st);
+    dpt_net_free(net);
+
+    dpt_net *back;
+    cr_assert_eq(dpt_checkpoint_load(path, &back, &st, &err), DPT_OK, "%s", err.msg);
+    o.threads = 1;
+    o.stop_after = 0;
+    cr_assert_eq(dpt_train(back, &ds, NULL, &st, &o, &res, &err), DPT_OK, "%s", err.msg);
+    cr_assert_eq(dpt_net_fingerprint(back), whole, "resumed run differs");
+    dpt_train_state_free(&st);
+    dpt_net_free(back);
+    dpt_dataset_free(&ds);
+}
+
+Test(engine, a_diverging_run_stops_with_an_error_instead_of_nan_weights, .timeout = 60)
+{
+    dpt_config c = tiny_config("36-40-5");
+    c.optimizer = DPT_SGD;
+    c.lr = 1e38f; /* weights overflow within a few steps */
+    c.epochs = 5;
+    dpt_dataset ds = synth(500, 6, 5, 8);
+    dpt_error err = { 0 };
+    dpt_net *net = dpt_net_create(&c, &err);
+    dpt_train_state st;
+    dpt_train_state_init(&st);
+    dpt_train_opts o = { .threads = 2 };
+    dpt_train_result res;
+    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_EFAIL);
+    cr_assert(strstr(err.msg, "not finite"), "%s", err.msg);
+    float *p = dpt_net_params(net);
+    for (size_t i = 0; i < dpt_net_nparams(net); i++)
+        cr_assert(isfinite(p[i]), "parameter %zu is %f", i, p[i]);
+    dpt_train_state_free(&st);
+    dpt_net_free(net);
+    dpt_dataset_free(&ds);
+}
+
+Test(engine, the_default_network_learns_real_mnist_above_90_percent, .timeout = 300)
+{
+    dpt_dataset tr, te;
+    dpt_error err = { 0 };
+    if (dpt_dataset_load_dir(data_dir("mnist"), 0, 10, &tr, &err))
+        cr_skip_test("data/mnist missing: %s", err.msg);
+    cr_assert_eq(dpt_dataset_load_dir(data_dir("mnist"), 1, 10, &te, &err), DPT_OK);
+    dpt_config c;
+    dpt_config_default(&c);
+    c.bind = 0;
+    dpt_net *net = dpt_net_create(&c, &err);
+    dpt_train_state st;
+    dpt_train_state_init(&st);
+    dpt_train_opts o = { .threads = 2 };
+    dpt_train_result res;
+    cr_assert_eq(dpt_train(net, &tr, &te, &st, &o, &res, &err), DPT_OK, "%s", err.msg);
+    cr_assert_gt(res.test.accuracy, 0.90, "test accuracy %.4f", res.test.accuracy);
+    cr_assert_gt(res.val.accuracy, 0.90, "validation accuracy %.4f", res.val.accuracy);
+    dpt_train_state_free(&st);
+    dpt_net_free(net);
+    dpt_dataset_free(&tr);
+    dpt_dataset_free(&te);
+}
+
+Test(engine, early_stopping_restores_the_best_weights, .timeout = 60)
+{
+    dpt_config c = tiny_config("36-40-5");
+    c.epochs = 40;
+    c.patience = 2;
+    c.lr = 0.01f;
+    dpt_dataset ds = synth(600, 6, 5, 8);
+    dpt_error err = { 0 };
+    dpt_net *net = dpt_net_create(&c, &err);
+    dpt_train_state st;
+    dpt_train_state_init(&st);
+    dpt_train_opts o = { .threads = 2 };
+    dpt_train_result res;
+    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_OK, "%s", err.msg);
+    cr_assert(res.stopped_early, "random labels overfit: should stop before 40 epochs");
+    cr_assert_lt(res.epochs_run, 40);
+    /* the restored weights give the best validation cost recorded */
+    cr_assert_float_eq(res.val.cost, st.best_cost, 1e-9);
+    dpt_train_state_free(&st);
+    dpt_net_free(net);
+    dpt_dataset_free(&ds);
+}
