@@ -25,10 +25,10 @@ static dpt_net *one(int opt, int nesterov, float wd)
 static float two_steps(dpt_net *net, float *after1)
 {
     net->grads[0] = 0.5f;
-    cr_assert_eq(dpt_optim_update(net, 0, 1, 0, 1, 1), 0);
+    cr_assert_eq(dpt_optim_update(net, net->grads, 0, 1, 0, 1, 1), 0);
     *after1 = net->params[0];
     net->grads[0] = 0.5f;
-    cr_assert_eq(dpt_optim_update(net, 0, 1, 0, 1, 2), 0);
+    cr_assert_eq(dpt_optim_update(net, net->grads, 0, 1, 0, 1, 2), 0);
     float w = net->params[0];
     dpt_net_free(net);
     return w;
@@ -78,7 +78,7 @@ Test(optim, l2_adds_lambda_over_batch_times_w_to_dense_weights)
     dpt_net *net = one(DPT_SGD, 0, 0.0f);
     net->cfg.l2 = 0.5f;
     net->grads[0] = 0.5f;
-    cr_assert_eq(dpt_optim_update(net, 0, 1, 1, 4, 1), 0); /* batch 4 */
+    cr_assert_eq(dpt_optim_update(net, net->grads, 0, 1, 1, 4, 1), 0); /* batch 4 */
     NEAR(net->params[0], 1.0 - 0.1 * (0.5 + 0.5 / 4 * 1.0));
     dpt_net_free(net);
 }
@@ -87,7 +87,7 @@ Test(optim, a_non_finite_gradient_leaves_the_range_unchanged)
 {
     dpt_net *net = one(DPT_ADAM, 0, 0.0f);
     net->grads[0] = NAN;
-    cr_assert_eq(dpt_optim_update(net, 0, 1, 1, 1, 1), 1);
+    cr_assert_eq(dpt_optim_update(net, net->grads, 0, 1, 1, 1, 1), 1);
     cr_assert_eq(net->params[0], 1.0f);
     dpt_net_free(net);
 }

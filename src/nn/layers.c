@@ -1,17 +1,64 @@
 /* Elementwise pieces shared by training and inference. */
 #include "nn/layers.h"
+#include "util/clones.h"
+#include "util/rng.h"
 
 #include <math.h>
+
+DPT_CLONES static void bytes_to_unit(float *restrict dst, const uint8_t *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (float)src[i] * (1.0f / 255.0f);
+}
 
 void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x)
 {
     const size_t d = ds->dim;
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *src = ds->images + (size_t)idx[r] * d;
-        float *dst = x + (size_t)r * d;
-        for (size_t i = 0; i < d; i++)
-            dst[i] = (float)src[i] * (1.0f / 255.0f);
+    for (int r = r0; r < r1; r++)
+        bytes_to_unit(x + (size_t)r * d, ds->images + (size_t)idx[r] * d, d);
+}
+
+DPT_CLONES static void mask_row(float *restrict m, int out, uint64_t key, uint32_t cut,
+                                float keep)
+{
+    int j = 0;
+    for (; j + 1 < out; j += 2) {
+        uint64_t bits = dpt_mix64(key + (uint64_t)j * 0xD1B54A32D192ED03ull);
+        m[j] = (uint32_t)bits >= cut ? keep : 0.0f;
+        m[j + 1] = (uint32_t)(bits >> 32) >= cut ? keep : 0.0f;
     }
+    if (j < out)
+        m[j] = (uint32_t)dpt_mix64(key + (uint64_t)j * 0xD1B54A32D192ED03ull) >= cut ? keep
+                                                                                     : 0.0f;
+}
+
+void dpt_dropout_mask(float *mask, int r0, int r1, int out, float p, uint64_t seed,
+                      int layer, uint64_t step)
+{
+    const uint32_t cut = (uint32_t)((double)p * 4294967296.0);
+    const float keep = 1.0f / (1.0f - p);
+    for (int r = r0; r < r1; r++) {
+        uint64_t key = dpt_rand64(seed + (uint64_t)layer * 0x632BE59BD9B4E019ull,
+                                  DPT_STREAM_DROPOUT, step * DPT_MAX_BATCH + (uint64_t)r);
+        mask_row(mask + (size_t)r * out, out, key, cut, keep);
+    }
+}
+
+DPT_CLONES void dpt_ew_mul(float *y, const float *x, const float *restrict s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * s[i];
+}
+
+DPT_CLONES void dpt_ew_relu_grad(float *restrict g, const float *restrict a,
+                                 const float *restrict s, size_t n)
+{
+    if (s)
+        for (size_t i = 0; i < n; i++)
+            g[i] = a[i] > 0.0f ? g[i] * s[i] : 0.0f;
+    else
+        for (size_t i = 0; i < n; i++)
+            g[i] = a[i] > 0.0f ? g[i] : 0.0f;
 }
 
 /* Softmax + cross-entropy for rows [r0, r1): probabilities into p, d cost / d logits

@@ -7,6 +7,17 @@
 /* x[r] = images[idx[r]] / 255 for rows [r0, r1) (x has ds->dim floats per row). */
 void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x);
 
+/* Dropout scales for rows [r0, r1) of a layer with `out` units: 0 with probability p,
+ * else 1/(1-p); keyed by (seed, layer, step, row, unit), never by thread. */
+void dpt_dropout_mask(float *mask, int r0, int r1, int out, float p, uint64_t seed,
+                      int layer, uint64_t step);
+/* y = x * s elementwise (y may be x). */
+void dpt_ew_mul(float *y, const float *x, const float *restrict s, size_t n);
+/* ReLU backward: g = a > 0 ? g * s : 0 (s may be NULL for 1), a being the layer's
+ * output after ReLU (and dropout: a dropped unit has a = 0 and s = 0 alike). */
+void dpt_ew_relu_grad(float *restrict g, const float *restrict a, const float *restrict s,
+                      size_t n);
+
 /* Softmax + cross-entropy for rows [r0, r1) of logits z [.][C]: probabilities into p,
  * (p - onehot) / B into dz unless NULL, per-row loss (log-sum-exp in double) into
  * loss[r] and whether the first argmax equals the label into hit[r]. The label of row

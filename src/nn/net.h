@@ -26,10 +26,11 @@ struct dpt_net {
     uint64_t step;              /* optimiser steps taken (Adam's t) */
 };
 
-/* Applies optimiser step number t (1-based) to params[lo, hi) using grads[lo, hi). The L2 term's
- * gradient (l2/B * w, dense weights only) is added when `is_weight`. Returns 0, or 1
- * if a gradient in the range was not finite (the range is then left unchanged). */
-int dpt_optim_update(dpt_net *net, size_t lo, size_t hi, int is_weight, int batch,
-                     uint64_t t);
+/* Applies optimiser step number t (1-based) to params[lo, hi) using the gradient g[0,
+ * hi - lo) (grads + lo, or a thread's scratch block). The L2 term's gradient (l2/B * w,
+ * dense weights only) is added when `is_weight`. Returns 0, or 1 if a gradient in the
+ * range was not finite (the range is then left unchanged). */
+int dpt_optim_update(dpt_net *net, const float *g, size_t lo, size_t hi, int is_weight,
+                     int batch, uint64_t t);
 
 #endif

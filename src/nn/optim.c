@@ -8,14 +8,10 @@
  * plus the L2 cost's gradient l2/B * w on dense weights (--l2). Applied to a contiguous
  * parameter range, so threads can split the update by range. */
 #include "nn/net.h"
+#include "util/clones.h"
 
 #include <math.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define DPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DPT_CLONES
-#endif
 
 /* Returns 1 if any of g[0..n) is not finite. */
 DPT_CLONES static int nonfinite(const float *g, size_t n)
@@ -63,12 +59,12 @@ DPT_CLONES static void adam(float *restrict w, const float *restrict g, float *r
     }
 }
 
-int dpt_optim_update(dpt_net *net, size_t lo, size_t hi, int is_weight, int batch,
-                     uint64_t t)
+int dpt_optim_update(dpt_net *net, const float *g, size_t lo, size_t hi, int is_weight,
+                     int batch, uint64_t t)
 {
     const dpt_config *c = &net->cfg;
     size_t n = hi - lo;
-    float *w = net->params + lo, *g = net->grads + lo;
+    float *w = net->params + lo;
     if (nonfinite(g, n))
         return 1;
     float l2s = is_weight ? c->l2 / (float)batch : 0.0f;

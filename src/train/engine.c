@@ -24,9 +24,15 @@
 #include <string.h>
 #include <time.h>
 
+/* Weight-gradient block: ~16 KiB, so a block is computed and applied within L1. Wider
+ * layers use one row per block (the scratch holds at least one row). */
+enum { GBLOCK = 4096 };
+
 typedef struct worker {
     double *mean, *invstd, *var;  /* [L][maxw] merged batchnorm forward statistics */
     double *gsum, *gxsum;         /* [L][maxw] merged batchnorm backward sums */
+    double *acc;                  /* [maxw] bias-gradient column sums */
+    float *gblock;                /* [GBLOCK] a block of weight gradient */
     double t_compute, t_sync, t_update;
     int bad_grad;
 } worker;
@@ -145,14 +151,15 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     /* One block: floats first (each buffer rounded to 16 floats), then doubles. */
     size_t nf = 0, nd = 0;
 #define RND(n) (((size_t)(n) + 15) & ~(size_t)15)
-    nf += RND((size_t)B * net->layer[0].in);
+    size_t gblock = maxw > GBLOCK ? (size_t)maxw : GBLOCK;
+    nf += RND((size_t)B * net->layer[0].in) + (size_t)e->T * RND(gblock);
     for (int l = 0; l < L; l++) {
         size_t rows = RND((size_t)B * net->layer[l].out);
         nf += 4 * rows + (net->layer[l].bn ? rows : 0);
         if (net->layer[l].bn)
             nd += 4 * (size_t)ns * net->layer[l].out;
     }
-    nd += (size_t)B + (size_t)e->T * 5 * L * maxw;
+    nd += (size_t)B + (size_t)e->T * (5 * (size_t)L + 1) * maxw;
     size_t bytes = nf * sizeof(float) + RND(nd) * sizeof(double) + RND(B);
     e->block = dpt_alloc(bytes, 1);
     if (!e->block)
@@ -160,6 +167,8 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     float *fp = e->block;
     e->x = fp;
     fp += RND((size_t)B * net->layer[0].in);
+    for (int t = 0; t < e->T; t++)
+        e->w[t].gblock = fp, fp += RND(gblock);
     for (int l = 0; l < L; l++) {
         size_t rows = RND((size_t)B * net->layer[l].out);
         e->z[l] = fp, fp += rows;
@@ -183,6 +192,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         e->w[t].var = dp, dp += k;
         e->w[t].gsum = dp, dp += k;
         e->w[t].gxsum = dp, dp += k;
+        e->w[t].acc = dp, dp += maxw;
     }
     e->hit = (unsigned char *)(e->block) + nf * sizeof(float) + RND(nd) * sizeof(double);
 #undef RND
@@ -228,26 +238,6 @@ oom:
 }
 
 /* ------------------------------------------------------------ elementwise ------ */
-
-/* Dropout scales for rows [r0, r1) of a layer with `out` units: 0 with probability p,
- * else 1/(1-p); keyed by (seed, layer, step, row, unit), never by thread. */
-static void dropout_mask(float *mask, int r0, int r1, int out, float p, uint64_t seed,
-                         int layer, uint64_t step)
-{
-    const uint32_t cut = (uint32_t)((double)p * 4294967296.0);
-    const float keep = 1.0f / (1.0f - p);
-    for (int r = r0; r < r1; r++) {
-        uint64_t key = dpt_rand64(seed + (uint64_t)layer * 0x632BE59BD9B4E019ull,
-                                  DPT_STREAM_DROPOUT, step * DPT_MAX_BATCH + (uint64_t)r);
-        float *m = mask + (size_t)r * out;
-        for (int j = 0; j < out; j += 2) {
-            uint64_t bits = dpt_mix64(key + (uint64_t)j * 0xD1B54A32D192ED03ull);
-            m[j] = (uint32_t)bits >= cut ? keep : 0.0f;
-            if (j + 1 < out)
-                m[j + 1] = (uint32_t)(bits >> 32) >= cut ? keep : 0.0f;
-        }
-    }
-}
 
 /* ---------------------------------------------------------------- the step ----- */
 
@@ -402,18 +392,41 @@ static void update_share(stepctx *c, int t, worker *wk)
         int ra = (int)(a - u0), rb = (int)(b - u0);
         int wr = rb > ly->in ? ly->in : rb; /* W rows [ra, wr); bias unit if rb > in */
         const float *in = l ? e->h[l - 1] : e->x;
-        double t0 = now();
-        if (wr > ra)
-            dpt_sgemm(1, 0, wr - ra, ly->out, B, 1.0f, in + ra, ly->in, e->dz[l], ly->out,
-                      0.0f, net->grads + ly->w + (size_t)ra * ly->out, ly->out);
-        if (rb > ly->in) {
-            float *gb = net->grads + ly->b;
-            for (int j = 0; j < ly->out; j++) {
-                double s = 0;
-                for (int r = 0; r < B; r++)
-                    s += e->dz[l][(size_t)r * ly->out + j];
-                gb[j] = (float)s;
+        const int train = c->mode == MODE_TRAIN && !c->bad_cost;
+        const uint64_t tstep = c->step + 1;
+        /* W rows in blocks of ~16 KiB of gradient: compute a block, update it while it
+         * is still in L1. */
+        const int rb_rows = ly->out >= GBLOCK ? 1 : GBLOCK / ly->out;
+        for (int r = ra; r < wr; r += rb_rows) {
+            int m = wr - r < rb_rows ? wr - r : rb_rows;
+            size_t off = ly->w + (size_t)r * ly->out;
+            /* training keeps the block in a per-thread scratch (the full gradient
+             * buffer is only written for dpt_engine_gradient) */
+            float *gblock = train ? wk->gblock : net->grads + off;
+            double t0 = now();
+            dpt_sgemm(1, 0, m, ly->out, B, 1.0f, in + r, ly->in, e->dz[l], ly->out, 0.0f,
+                      gblock, ly->out);
+            double t1 = now();
+            wk->t_compute += t1 - t0;
+            if (train) {
+                wk->bad_grad |= dpt_optim_update(net, gblock, off, off + (size_t)m * ly->out,
+                                                 1, B, tstep);
+                wk->t_update += now() - t1;
             }
+        }
+        if (rb > ly->in) {
+            double t0 = now();
+            /* bias gradient: column sums of dZ over the batch, rows in order */
+            double *acc = wk->acc;
+            const float *dz = e->dz[l];
+            for (int j = 0; j < ly->out; j++)
+                acc[j] = 0;
+            for (int r = 0; r < B; r++)
+                for (int j = 0; j < ly->out; j++)
+                    acc[j] += dz[(size_t)r * ly->out + j];
+            float *gb = net->grads + ly->b;
+            for (int j = 0; j < ly->out; j++)
+                gb[j] = (float)acc[j];
             if (ly->bn) {
                 const double *gs = wk->gsum + (size_t)l * e->maxw;
                 const double *gx = wk->gxsum + (size_t)l * e->maxw;
@@ -422,20 +435,19 @@ static void update_share(stepctx *c, int t, worker *wk)
                     net->grads[ly->beta + j] = (float)gs[j];
                 }
             }
+            wk->t_compute += now() - t0;
         }
-        double t1 = now();
-        wk->t_compute += t1 - t0;
-        if (c->mode != MODE_TRAIN || c->bad_cost)
+        if (!train)
             continue;
-        uint64_t tstep = c->step + 1;
-        if (wr > ra)
-            wk->bad_grad |= dpt_optim_update(net, ly->w + (size_t)ra * ly->out,
-                                             ly->w + (size_t)wr * ly->out, 1, B, tstep);
+        double t1 = now();
         if (rb > ly->in) {
-            wk->bad_grad |= dpt_optim_update(net, ly->b, ly->b + ly->out, 0, B, tstep);
+            wk->bad_grad |= dpt_optim_update(net, net->grads + ly->b, ly->b, ly->b + ly->out,
+                                             0, B, tstep);
             if (ly->bn) {
-                wk->bad_grad |= dpt_optim_update(net, ly->gamma, ly->gamma + ly->out, 0, B, tstep);
-                wk->bad_grad |= dpt_optim_update(net, ly->beta, ly->beta + ly->out, 0, B, tstep);
+                wk->bad_grad |= dpt_optim_update(net, net->grads + ly->gamma, ly->gamma,
+                                                 ly->gamma + ly->out, 0, B, tstep);
+                wk->bad_grad |= dpt_optim_update(net, net->grads + ly->beta, ly->beta,
+                                                 ly->beta + ly->out, 0, B, tstep);
                 /* running statistics, as PyTorch: unbiased variance, momentum 0.1 */
                 const double *mean = wk->mean + (size_t)l * e->maxw;
                 const double *var = wk->var + (size_t)l * e->maxw;
@@ -487,9 +499,8 @@ static void step(stepctx *c)
             cur = e->h[l];
         }
         if (p > 0) {
-            dropout_mask(e->dmask[l], r0, r1, ly->out, p, cfg->seed, l, c->step);
-            for (size_t i = o; i < o + (size_t)n * ly->out; i++)
-                e->h[l][i] = cur[i] * e->dmask[l][i];
+            dpt_dropout_mask(e->dmask[l], r0, r1, ly->out, p, cfg->seed, l, c->step);
+            dpt_ew_mul(e->h[l] + o, cur + o, e->dmask[l] + o, (size_t)n * ly->out);
         } else if (!ly->bn && n > 0) {
             memcpy(e->h[l] + o, cur + o, sizeof(float) * (size_t)n * ly->out);
         }
@@ -505,15 +516,15 @@ static void step(stepctx *c)
                          ly->out, net->params + ly->w, ly->out, 0.0f, g + o, lh->out, &ep);
         if (fuse)
             continue;
-        if (p > 0)
-            for (size_t i = o; i < o + (size_t)n * lh->out; i++)
-                g[i] *= e->dmask[l - 1][i];
-        if (lh->bn)
+        const size_t cnt = (size_t)n * lh->out;
+        if (lh->bn) {
+            if (p > 0)
+                dpt_ew_mul(g + o, g + o, e->dmask[l - 1] + o, cnt);
             bn_backward(e, wk, l - 1, B, s0, s1, r0, r1, g, &tc);
-        else
-            for (size_t i = o; i < o + (size_t)n * lh->out; i++)
-                if (!(e->z[l - 1][i] > 0.0f))
-                    g[i] = 0.0f;
+        } else { /* dropout without batchnorm: h > 0 exactly where the unit was kept
+                    and active */
+            dpt_ew_relu_grad(g + o, e->h[l - 1] + o, e->dmask[l - 1] + o, cnt);
+        }
     }
     tc += now();
     wk->t_compute += tc;
