@@ -249,6 +249,8 @@ typedef struct stepctx {
     const uint32_t *idx;
     int B;
     uint64_t step;   /* 0-based index of this step (dropout key, Adam's t - 1) */
+    const uint32_t *next; /* the next step's samples (NULL: none), to prefetch */
+    int nextB;
     int mode;
     double cost;     /* out: mean cross-entropy of the batch (each thread the same) */
     size_t correct;
@@ -544,6 +546,18 @@ static void step(stepctx *c)
         c->cost = cost;
         c->correct = correct;
     }
+    /* The next step's images are scattered over the dataset: ask for this thread's
+     * rows now, so they arrive while the update runs. */
+    if (c->next) {
+        int q0, q1;
+        dpt_thread_slices(c->nextB, t, e->T, &q0, &q1);
+        int a = q0 * DPT_SLICE, b = q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB;
+        for (int r = a; r < b; r++) {
+            const uint8_t *img = c->ds->images + (size_t)c->next[r] * c->ds->dim;
+            for (size_t k = 0; k < c->ds->dim; k += 64)
+                __builtin_prefetch(img + k);
+        }
+    }
     update_share(c, t, wk);
     SYNC(wk);
 }
@@ -585,6 +599,9 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
                 break;
             c.idx = order + start;
             c.B = (int)(n - start < (size_t)batch ? n - start : (size_t)batch);
+            size_t nstart = start + (size_t)c.B;
+            c.next = s + 1 < nsteps && nstart < n ? order + nstart : NULL;
+            c.nextB = c.next ? (int)(n - nstart < (size_t)batch ? n - nstart : (size_t)batch) : 0;
             c.step = step0 + s;
             step(&c);
             /* after the end-of-step barrier every thread sees every flag */
