@@ -8,9 +8,9 @@
 /* Central differences of the batch cost against the engine's gradient for every
  * parameter of a tiny net. The cost is accumulated in double; the forward pass is
  * float32, so eps and the tolerance are sized for that. */
-static void gradcheck(dpt_config c)
+static void gradcheck_on(dpt_config c, int side, int B)
 {
-    dpt_dataset ds = synth(9, 2, 3, 11);
+    dpt_dataset ds = synth(9, side, 3, 11);
     uint32_t idx[9];
     for (int i = 0; i < 9; i++)
         idx[i] = (uint32_t)i;
@@ -21,10 +21,10 @@ static void gradcheck(dpt_config c)
     /* non-trivial batchnorm scale/shift and biases */
     for (size_t i = 0; i < dpt_net_nparams(net); i++)
         p[i] += 0.1f * (float)dpt_randn(5, 5, i);
-    dpt_engine *e = dpt_engine_create(net, 9, 1, 0, NULL, &err);
+    dpt_engine *e = dpt_engine_create(net, B, 1, 0, NULL, &err);
     cr_assert_not_null(e, "%s", err.msg);
     double cost;
-    cr_assert_eq(dpt_engine_gradient(e, &ds, idx, 9, &cost, &err), DPT_OK);
+    cr_assert_eq(dpt_engine_gradient(e, &ds, idx, B, &cost, &err), DPT_OK);
     size_t n = dpt_net_nparams(net);
     float *g = malloc(n * sizeof *g);
     memcpy(g, dpt_net_grads(net), n * sizeof *g);
@@ -36,9 +36,9 @@ static void gradcheck(dpt_config c)
             continue; /* padding between tensors */
         double cp, cm;
         p[i] = save + h;
-        dpt_engine_gradient(e, &ds, idx, 9, &cp, &err);
+        dpt_engine_gradient(e, &ds, idx, B, &cp, &err);
         p[i] = save - h;
-        dpt_engine_gradient(e, &ds, idx, 9, &cm, &err);
+        dpt_engine_gradient(e, &ds, idx, B, &cm, &err);
         p[i] = save;
         double fd = (cp - cm) / (2.0 * h);
         double tol = 1e-3 + 2e-2 * fabs(fd);
@@ -58,9 +58,19 @@ static void gradcheck(dpt_config c)
     dpt_dataset_free(&ds);
 }
 
+static void gradcheck(dpt_config c) { gradcheck_on(c, 2, 9); }
+
 Test(engine, dense_relu_softmax_gradients_match_finite_differences, .timeout = 60)
 {
     gradcheck(tiny_config("4-5-4-3"));
+}
+
+/* 16 inputs and 2 rows: the first layer runs by K-blocks (8 x B <= inputs) */
+Test(engine, k_blocked_first_layer_gradients_match_finite_differences, .timeout = 60)
+{
+    dpt_config c = tiny_config("16-6-5-3");
+    c.batchnorm = 1;
+    gradcheck_on(c, 4, 2);
 }
 
 Test(engine, batchnorm_after_relu_gradients_match_finite_differences, .timeout = 60)
@@ -97,7 +107,7 @@ Test(engine, batchnorm_and_dropout_gradients_match_finite_differences, .timeout 
  * parameters (so the synchronised batchnorm statistics and sums too). */
 static void grads_for(dpt_config c, int T, int B, float *out, size_t n)
 {
-    dpt_dataset ds = synth(200, 6, 5, 21);
+    dpt_dataset ds = synth(200, 16, 5, 21);
     uint32_t idx[200];
     for (int i = 0; i < 200; i++)
         idx[i] = (uint32_t)(i * 7 % 200);
@@ -116,7 +126,9 @@ static void grads_for(dpt_config c, int T, int B, float *out, size_t n)
 
 Test(engine, sync_batchnorm_step_on_t_threads_equals_one_thread, .timeout = 60)
 {
-    dpt_config c = tiny_config("36-40-30-5");
+    /* 256 inputs: batches of 7 and 32 take the K-blocked first layer, 33 and 100 the
+     * row-parallel one */
+    dpt_config c = tiny_config("256-40-30-5");
     c.batchnorm = 1;
     c.dropout = 0.2f;
     dpt_error err;
@@ -141,7 +153,7 @@ Test(engine, sync_batchnorm_step_on_t_threads_equals_one_thread, .timeout = 60)
  * fingerprint. */
 static uint64_t run(dpt_config c, int T, size_t stop_after)
 {
-    dpt_dataset ds = synth(1000, 6, 5, 8);
+    dpt_dataset ds = synth(1000, 16, 5, 8);
     dpt_error err = { 0 };
     dpt_net *net = dpt_net_create(&c, &err);
     cr_assert_not_null(net, "%s", err.msg);
@@ -159,7 +171,7 @@ static uint64_t run(dpt_config c, int T, size_t stop_after)
 
 Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
 {
-    dpt_config c = tiny_config("36-40-30-5");
+    dpt_config c = tiny_config("256-40-30-5");
     c.batchnorm = 1;
     c.dropout = 0.2f;
     c.weight_decay = 1e-4f;
@@ -178,7 +190,7 @@ Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
 
 Test(engine, every_optimizer_is_thread_count_invariant, .timeout = 120)
 {
-    dpt_config c = tiny_config("36-24-5");
+    dpt_config c = tiny_config("256-24-5");
     c.epochs = 2;
     c.batch = 50;
     c.l2 = 0.01f;
@@ -194,7 +206,7 @@ Test(engine, every_optimizer_is_thread_count_invariant, .timeout = 120)
 Test(engine, a_run_stopped_midway_and_resumed_from_its_checkpoint_ends_identical,
      .timeout = 120)
 {
-    dpt_config c = tiny_config("36-40-30-5");
+    dpt_config c = tiny_config("256-40-30-5");
     c.batchnorm = 1;
     c.dropout = 0.2f;
     c.epochs = 3;
@@ -202,7 +214,7 @@ Test(engine, a_run_stopped_midway_and_resumed_from_its_checkpoint_ends_identical
     c.patience = 5;
     uint64_t whole = run(c, 2, 0);
 
-    dpt_dataset ds = synth(1000, 6, 5, 8);
+    dpt_dataset ds = synth(1000, 16, 5, 8);
     dpt_error err = { 0 };
     dpt_net *net = dpt_net_create(&c, &err);
     dpt_train_state st;

@@ -13,7 +13,8 @@ static const char help[] =
     "                     [--data DIR] [--steps N] [--warmup N] [--json FILE] [--bind core|none]\n"
     "\n"
     "Trains --steps steps (default 300, after --warmup 50) per thread count (default\n"
-    "1..physical cores), three times each, and prints the median samples/s, speedup,\n"
+    "1..physical cores), five times each (interleaved), and prints the median samples/s,\n"
+    "speedup,\n"
     "parallel efficiency and the time split; --json writes the same for machines.\n"
     "Training options (--dropout, --batchnorm, --lr, ...) apply as in train.\n";
 
@@ -26,12 +27,6 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 typedef struct row {
@@ -96,17 +91,21 @@ int cmd_bench(int argc, char **argv)
 
     char arch[256];
     dpt_format_arch(&c.cfg, arch, sizeof arch);
-    printf("# dptrain bench: %s, %s, batch %d, dropout %g%s, %d steps x 3 per count\n", arch,
+    printf("# dptrain bench: %s, %s, batch %d, dropout %g%s, %d steps x 5 per count "
+           "(interleaved; medians)\n", arch,
            dpt_optimizer_name(c.cfg.optimizer), c.cfg.batch, c.cfg.dropout,
            c.cfg.batchnorm ? ", batchnorm" : "", steps);
     printf("# machine: %s; %s\n", topo.cpu_model, topo.summary);
+    /* Repetitions are interleaved over the thread counts (1, 2, 1, 2, ...) so that a
+     * noisy neighbour hurts every count alike; each count reports its median. */
+    enum { REPS = 5 };
+    static double sps[64][REPS];
+    static dpt_phase_times pts[64][REPS];
     row rows[64];
     int rc = 0;
     const char *binding = "none";
-    for (int k = 0; k < nc; k++) {
-        double sps[3];
-        dpt_phase_times pt = { 0 };
-        for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < REPS; rep++)
+        for (int k = 0; k < nc; k++) {
             dpt_net *net = dpt_net_create(&c.cfg, &err);
             const char *warn = NULL;
             dpt_engine *e = net ? dpt_engine_create(net, c.cfg.batch, counts[k], c.cfg.bind,
@@ -121,33 +120,39 @@ int cmd_bench(int argc, char **argv)
                 fprintf(stderr, "dptrain: warning: %s\n", warn);
             binding = dpt_engine_binding(e);
             counts[k] = dpt_engine_threads(e); /* 1 in a build without OpenMP */
-            if (dpt_engine_train(e, &ds, order, need, c.cfg.batch, 0, (size_t)warmup, NULL,
-                                 NULL, &err)) {
-                rc = cli_fail(&err);
-                dpt_engine_free(e);
-                dpt_net_free(net);
-                goto out;
-            }
-            dpt_engine_reset_times(e);
+            int trc = dpt_engine_train(e, &ds, order, need, c.cfg.batch, 0, (size_t)warmup,
+                                       NULL, NULL, &err);
             double t0 = now();
-            if (dpt_engine_train(e, &ds, order, need, c.cfg.batch, (size_t)warmup,
-                                 (size_t)steps, NULL, NULL, &err)) {
-                rc = cli_fail(&err);
-                dpt_engine_free(e);
-                dpt_net_free(net);
-                goto out;
+            if (!trc) {
+                dpt_engine_reset_times(e);
+                t0 = now();
+                trc = dpt_engine_train(e, &ds, order, need, c.cfg.batch, (size_t)warmup,
+                                       (size_t)steps, NULL, NULL, &err);
             }
-            sps[rep] = (double)steps * c.cfg.batch / (now() - t0);
-            dpt_phase_times t;
-            dpt_engine_times(e, &t);
-            if (rep == 1) /* keep the time split of the middle repetition */
-                pt = t;
+            sps[k][rep] = (double)steps * c.cfg.batch / (now() - t0);
+            dpt_engine_times(e, &pts[k][rep]);
             dpt_engine_free(e);
             dpt_net_free(net);
+            if (trc) {
+                rc = cli_fail(&err);
+                goto out;
+            }
         }
-        qsort(sps, 3, sizeof sps[0], cmp_d);
+    for (int k = 0; k < nc; k++) {
+        /* the median run, and its time split */
+        int ord[REPS];
+        for (int i = 0; i < REPS; i++)
+            ord[i] = i;
+        for (int i = 1; i < REPS; i++)
+            for (int j = i; j > 0 && sps[k][ord[j]] < sps[k][ord[j - 1]]; j--) {
+                int tmp = ord[j];
+                ord[j] = ord[j - 1];
+                ord[j - 1] = tmp;
+            }
+        int med = ord[REPS / 2];
+        dpt_phase_times pt = pts[k][med];
         double tot = pt.compute + pt.sync + pt.update;
-        rows[k] = (row){ counts[k], sps[1], tot > 0 ? pt.compute / tot : 0,
+        rows[k] = (row){ counts[k], sps[k][med], tot > 0 ? pt.compute / tot : 0,
                          tot > 0 ? pt.sync / tot : 0, tot > 0 ? pt.update / tot : 0 };
     }
     printf("# kernel %s, binding %s\n", dpt_gemm_kernel(), binding);

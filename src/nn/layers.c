@@ -18,6 +18,37 @@ void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, 
         bytes_to_unit(x + (size_t)r * d, ds->images + (size_t)idx[r] * d, d);
 }
 
+void dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1,
+                         float *x)
+{
+    const size_t d = ds->dim;
+    for (int r = 0; r < B; r++)
+        bytes_to_unit(x + (size_t)r * d + k0, ds->images + (size_t)idx[r] * d + k0,
+                      (size_t)(k1 - k0));
+}
+
+DPT_CLONES static void sum_row(float *restrict z, const float *restrict part,
+                               size_t pstride, int nb, int n, const float *restrict bias,
+                               int relu)
+{
+    for (int j = 0; j < n; j++)
+        z[j] = part[j];
+    for (int b = 1; b < nb; b++)
+        for (int j = 0; j < n; j++)
+            z[j] = z[j] + part[b * pstride + j];
+    for (int j = 0; j < n; j++) {
+        float v = z[j] + bias[j];
+        z[j] = relu && !(v > 0.0f) ? 0.0f : v;
+    }
+}
+
+void dpt_sum_partials(float *z, const float *part, size_t pstride, int nb, int r0, int r1,
+                      int n, const float *bias, int relu)
+{
+    for (int r = r0; r < r1; r++)
+        sum_row(z + (size_t)r * n, part + (size_t)r * n, pstride, nb, n, bias, relu);
+}
+
 DPT_CLONES static void mask_row(float *restrict m, int out, uint64_t key, uint32_t cut,
                                 float keep)
 {

@@ -7,6 +7,15 @@
 /* x[r] = images[idx[r]] / 255 for rows [r0, r1) (x has ds->dim floats per row). */
 void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x);
 
+/* Columns [k0, k1) of x[r] = images[idx[r]] / 255 for rows [0, B). */
+void dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1,
+                         float *x);
+
+/* z[r] = (((P_0[r] + P_1[r]) + ...) + P_{nb-1}[r]) + bias, then ReLU if relu, for rows
+ * [r0, r1) of width n; P_b is part + b * pstride. */
+void dpt_sum_partials(float *z, const float *part, size_t pstride, int nb, int r0, int r1,
+                      int n, const float *bias, int relu);
+
 /* Dropout scales for rows [r0, r1) of a layer with `out` units: 0 with probability p,
  * else 1/(1-p); keyed by (seed, layer, step, row, unit), never by thread. */
 void dpt_dropout_mask(float *mask, int r0, int r1, int out, float p, uint64_t seed,

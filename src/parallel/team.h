@@ -29,6 +29,17 @@ static inline void dpt_thread_slices(int B, int t, int T, int *s0, int *s1)
     *s1 = (int)((long)ns * (t + 1) / T);
 }
 
+/* The first layer's inputs are cut into DPT_KBLOCKS fixed blocks of rows of W (block
+ * b holds rows [b*in/NB, (b+1)*in/NB)). Each block's owner computes that block's
+ * partial product for the whole batch and later its gradient and update, so the big
+ * first-layer weights and their optimiser state never leave the owner's cache. The
+ * partials are summed in block order, so results do not depend on the thread count.
+ * Up to DPT_KBLOCKS threads share the first layer's forward product. */
+enum { DPT_KBLOCKS = 8 };
+
+static inline int dpt_kblocks(int in) { return in < DPT_KBLOCKS ? in : DPT_KBLOCKS; }
+static inline int dpt_kblock_row(int in, int b) { return (int)((long)in * b / dpt_kblocks(in)); }
+
 /* Number of usable cores for the default thread count. */
 int dpt_team_default_threads(void);
 /* Binds the calling thread to core t (of the machine's physical cores, round robin).

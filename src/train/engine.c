@@ -39,16 +39,21 @@ typedef struct worker {
 
 /* A thread's share of the update: units [u0, u1) of the global unit list. Unit u of
  * layer l is row u of W_l (u < in_l) or the layer's "bias unit" (b, gamma, beta and the
- * running statistics), unit in_l. */
+ * running statistics), unit in_l. The first layer's W rows are the exception: they go
+ * with the thread's K-blocks [b0, b1) (see DPT_KBLOCKS), whatever [u0, u1) says. */
 typedef struct share {
     size_t u0, u1;
+    int b0, b1;
 } share;
 
 struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
     const char *binding;
-    float *x;                      /* [maxB][sizes[0]] input, pixels / 255 */
+    float *x;                      /* [maxB][sizes[0]] input, pixels / 255; columns of a
+                                      K-block are written by the block's owner */
+    float *part;                   /* [nkb][maxB][out_0] first-layer K-block partials */
+    int nkb;                       /* K-blocks of the first layer */
     float *z[DPT_MAX_LAYERS];      /* [maxB][out] dense output (after ReLU when fused) */
     float *xh[DPT_MAX_LAYERS];     /* [maxB][out] batchnorm x-hat (bn layers) */
     float *h[DPT_MAX_LAYERS];      /* [maxB][out] layer output (probabilities for last) */
@@ -76,10 +81,13 @@ static double now(void)
 int dpt_engine_threads(const dpt_engine *e) { return e->T; }
 const char *dpt_engine_binding(const dpt_engine *e) { return e->binding; }
 
-/* Splits the units into T contiguous shares of about equal cost (out_l per unit). */
+/* Splits the work of the update phase: thread t owns the first layer's K-blocks
+ * [t*nkb/T, (t+1)*nkb/T) (their W rows), and a contiguous run of the other units chosen so
+ * that every thread's total cost (out_l per unit) is about equal. */
 static void plan_shares(dpt_engine *e)
 {
     dpt_net *net = e->net;
+    const int T = e->T, in0 = net->layer[0].in, out0 = net->layer[0].out;
     double total = 0;
     size_t u = 0;
     for (int l = 0; l < net->L; l++) {
@@ -89,20 +97,31 @@ static void plan_shares(dpt_engine *e)
     }
     e->unit0[net->L] = u;
     e->units = u;
-    double acc = 0;
+    for (int t = 0; t < T; t++) {
+        e->shares[t].b0 = (int)((long)e->nkb * t / T);
+        e->shares[t].b1 = (int)((long)e->nkb * (t + 1) / T);
+    }
+#define BLOCKCOST(t)                                                                   \
+    ((double)(dpt_kblock_row(in0, e->shares[t].b1) - dpt_kblock_row(in0, e->shares[t].b0)) * \
+     out0)
     int t = 0;
+    double have = BLOCKCOST(0);
     e->shares[0].u0 = 0;
     for (int l = 0; l < net->L; l++)
         for (int r = 0; r <= net->layer[l].in; r++) {
+            if (l == 0 && r < in0)
+                continue; /* first-layer rows go with the K-blocks */
             size_t gu = e->unit0[l] + (size_t)r;
-            while (t < e->T - 1 && acc >= total * (t + 1) / e->T) {
+            while (t < T - 1 && have >= total / T) {
                 e->shares[t].u1 = gu;
                 e->shares[++t].u0 = gu;
+                have = BLOCKCOST(t);
             }
-            acc += net->layer[l].out;
+            have += net->layer[l].out;
         }
+#undef BLOCKCOST
     e->shares[t].u1 = u;
-    while (++t < e->T)
+    while (++t < T)
         e->shares[t].u0 = e->shares[t].u1 = u;
 }
 
@@ -152,7 +171,9 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     size_t nf = 0, nd = 0;
 #define RND(n) (((size_t)(n) + 15) & ~(size_t)15)
     size_t gblock = maxw > GBLOCK ? (size_t)maxw : GBLOCK;
-    nf += RND((size_t)B * net->layer[0].in) + (size_t)e->T * RND(gblock);
+    e->nkb = dpt_kblocks(net->layer[0].in);
+    size_t npart = (size_t)e->nkb * B * net->layer[0].out;
+    nf += RND((size_t)B * net->layer[0].in) + (size_t)e->T * RND(gblock) + RND(npart);
     for (int l = 0; l < L; l++) {
         size_t rows = RND((size_t)B * net->layer[l].out);
         nf += 4 * rows + (net->layer[l].bn ? rows : 0);
@@ -169,6 +190,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     fp += RND((size_t)B * net->layer[0].in);
     for (int t = 0; t < e->T; t++)
         e->w[t].gblock = fp, fp += RND(gblock);
+    e->part = fp, fp += RND(npart);
     for (int l = 0; l < L; l++) {
         size_t rows = RND((size_t)B * net->layer[l].out);
         e->z[l] = fp, fp += rows;
@@ -213,9 +235,15 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         int s0, s1;
         dpt_thread_slices(B, t, e->T, &s0, &s1);
         int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B;
+        const share *sh = &e->shares[t];
+        for (int b = sh->b0; b < sh->b1; b++) { /* own K-block partials and x columns */
+            int k0 = dpt_kblock_row(net->layer[0].in, b), k1 = dpt_kblock_row(net->layer[0].in, b + 1);
+            memset(e->part + (size_t)b * B * net->layer[0].out, 0,
+                   sizeof(float) * (size_t)B * net->layer[0].out);
+            for (int r = 0; r < B; r++)
+                memset(e->x + (size_t)r * net->layer[0].in + k0, 0, sizeof(float) * (k1 - k0));
+        }
         if (r1 > r0) {
-            memset(e->x + (size_t)r0 * net->layer[0].in, 0,
-                   sizeof(float) * (size_t)(r1 - r0) * net->layer[0].in);
             for (int l = 0; l < L; l++) {
                 size_t o = (size_t)r0 * net->layer[l].out, n = (size_t)(r1 - r0) * net->layer[l].out;
                 memset(e->z[l] + o, 0, n * sizeof(float));
@@ -235,6 +263,14 @@ oom:
     dpt_seterr(err, DPT_EFAIL, "out of memory for the training workspace (batch %d)",
                max_batch);
     return NULL;
+}
+
+/* Whether a B-row batch computes the first layer by K-blocks: when the block partials
+ * (nkb x B x out) are smaller than the weights they keep in place (in x out), i.e.
+ * nkb * B <= in. Depends on B only, never on T. */
+static int dpt_ksplit(const dpt_engine *e, int B)
+{
+    return (long)e->nkb * B <= e->net->layer[0].in;
 }
 
 /* ------------------------------------------------------------ elementwise ------ */
@@ -389,10 +425,15 @@ static void update_share(stepctx *c, int t, worker *wk)
         const dpt_layer *ly = &net->layer[l];
         size_t u0 = e->unit0[l], u1 = e->unit0[l + 1];
         size_t a = sh->u0 > u0 ? sh->u0 : u0, b = sh->u1 < u1 ? sh->u1 : u1;
-        if (a >= b)
-            continue;
-        int ra = (int)(a - u0), rb = (int)(b - u0);
+        int ra = (int)(a - u0), rb = a < b ? (int)(b - u0) : ra;
         int wr = rb > ly->in ? ly->in : rb; /* W rows [ra, wr); bias unit if rb > in */
+        if (l == 0) { /* the first layer's rows are those of the thread's K-blocks */
+            ra = dpt_kblock_row(ly->in, sh->b0);
+            wr = dpt_kblock_row(ly->in, sh->b1);
+            rb = a < b && b - u0 > (size_t)ly->in ? ly->in + 1 : wr;
+        }
+        if (ra >= rb)
+            continue;
         const float *in = l ? e->h[l - 1] : e->x;
         const int train = c->mode == MODE_TRAIN && !c->bad_cost;
         const uint64_t tstep = c->step + 1;
@@ -480,14 +521,35 @@ static void step(stepctx *c)
     const float p = cfg->dropout; /* also in MODE_GRAD: the mask is fixed by the step */
     double tc = -now();
 
-    dpt_load_input(c->ds, c->idx, r0, r1, e->x);
+    /* First layer, small batches: this thread's K-blocks over the whole batch, then
+     * (after a barrier) the block partials of its own rows summed in block order. */
+    const dpt_layer *l0 = &net->layer[0];
+    const share *sh = &e->shares[t];
+    const int ksplit = dpt_ksplit(e, B);
+    if (ksplit) {
+        for (int b = sh->b0; b < sh->b1; b++) {
+            int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
+            dpt_load_input_cols(c->ds, c->idx, B, k0, k1, e->x);
+            dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, e->x + k0, l0->in,
+                      net->params + l0->w + (size_t)k0 * l0->out, l0->out, 0.0f,
+                      e->part + (size_t)b * B * l0->out, l0->out);
+        }
+        tc += now();
+        SYNC(wk);
+        tc -= now();
+    } else {
+        dpt_load_input(c->ds, c->idx, r0, r1, e->x);
+    }
     for (int l = 0; l < L; l++) {
         const dpt_layer *ly = &net->layer[l];
         const float *in = l ? e->h[l - 1] : e->x;
         const float *W = net->params + ly->w, *bias = net->params + ly->b;
         const size_t o = (size_t)r0 * ly->out;
         dpt_epilogue ep = { .bias = bias, .relu = l < L - 1 && !(ly->bn && cfg->bn_before) };
-        if (n > 0)
+        if (l == 0 && ksplit)
+            dpt_sum_partials(e->z[0], e->part, (size_t)B * ly->out, e->nkb, r0, r1, ly->out,
+                             bias, ep.relu);
+        else if (n > 0)
             dpt_sgemm_ex(0, 0, n, ly->out, ly->in, 1.0f, in + (size_t)r0 * ly->in, ly->in, W,
                          ly->out, 0.0f, e->z[l] + o, ly->out, &ep);
         if (l == L - 1) {
@@ -549,12 +611,18 @@ static void step(stepctx *c)
     /* The next step's images are scattered over the dataset: ask for this thread's
      * rows now, so they arrive while the update runs. */
     if (c->next) {
-        int q0, q1;
-        dpt_thread_slices(c->nextB, t, e->T, &q0, &q1);
-        int a = q0 * DPT_SLICE, b = q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB;
-        for (int r = a; r < b; r++) {
+        int k0 = 0, k1 = l0->in, q0, q1, a = 0, b = c->nextB;
+        if (dpt_ksplit(e, c->nextB)) { /* own columns of every row */
+            k0 = dpt_kblock_row(l0->in, sh->b0);
+            k1 = dpt_kblock_row(l0->in, sh->b1);
+        } else { /* own rows */
+            dpt_thread_slices(c->nextB, t, e->T, &q0, &q1);
+            a = q0 * DPT_SLICE;
+            b = q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB;
+        }
+        for (int r = a; r < b && k1 > k0; r++) {
             const uint8_t *img = c->ds->images + (size_t)c->next[r] * c->ds->dim;
-            for (size_t k = 0; k < c->ds->dim; k += 64)
+            for (int k = k0; k < k1; k += 64)
                 __builtin_prefetch(img + k);
         }
     }
