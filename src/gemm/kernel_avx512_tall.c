@@ -57,6 +57,15 @@ void dpt_ukernel_avx512_tall(const dpt_tile *t)
     case 15: body(t, 15, tile); break;
     default: body(t, 16, tile); break;
     }
+    if (t->alpha == 1.0f && t->beta == 0.0f && !t->bias && !t->relu && !t->mask) {
+        /* the common case (a gradient): a transposed store, same values as below */
+        for (int i = 0; i < t->m; i++) {
+            float *c = t->c + i * t->ldc;
+            for (int j = 0; j < t->n; j++)
+                c[j] = tile[j][i];
+        }
+        return;
+    }
     for (int i = 0; i < t->m; i++) {
         float *c = t->c + i * t->ldc;
         const float *mk = t->mask ? t->mask + i * t->ldm : NULL;

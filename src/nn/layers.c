@@ -107,14 +107,18 @@ void dpt_softmax_xent(const float *z, float *p, float *dz, int r0, int r1, int C
         for (int j = 1; j < C; j++)
             if (zr[j] > m)
                 m = zr[j], arg = j;
+        /* e_j = exp(z_j - max) once; the sum in double, so the loss is exact enough */
         double s = 0;
-        for (int j = 0; j < C; j++)
-            s += exp((double)zr[j] - m);
-        double lse = m + log(s);
-        loss[r] = lse - zr[y];
+        for (int j = 0; j < C; j++) {
+            double ej = exp((double)zr[j] - m);
+            pr[j] = (float)ej;
+            s += ej;
+        }
+        loss[r] = m + log(s) - zr[y];
         hit[r] = arg == y;
+        double rs = 1.0 / s;
         for (int j = 0; j < C; j++)
-            pr[j] = (float)exp((double)zr[j] - lse);
+            pr[j] = (float)(pr[j] * rs);
         if (dz) {
             float inv = 1.0f / (float)B;
             for (int j = 0; j < C; j++)

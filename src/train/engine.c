@@ -520,11 +520,29 @@ static void step(stepctx *c)
     const int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B, n = r1 - r0;
     const float p = cfg->dropout; /* also in MODE_GRAD: the mask is fixed by the step */
     double tc = -now();
+    const dpt_layer *l0 = &net->layer[0];
+    const share *sh = &e->shares[t];
+    /* The next step's images are scattered over the dataset: ask for this thread's
+     * part of them now, so they arrive while this step computes. */
+    if (c->next) {
+        int k0 = 0, k1 = l0->in, q0, q1, a = 0, b = c->nextB;
+        if (dpt_ksplit(e, c->nextB)) { /* own columns of every row */
+            k0 = dpt_kblock_row(l0->in, sh->b0);
+            k1 = dpt_kblock_row(l0->in, sh->b1);
+        } else { /* own rows */
+            dpt_thread_slices(c->nextB, t, e->T, &q0, &q1);
+            a = q0 * DPT_SLICE;
+            b = q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB;
+        }
+        for (int r = a; r < b && k1 > k0; r++) {
+            const uint8_t *img = c->ds->images + (size_t)c->next[r] * c->ds->dim;
+            for (int k = k0; k < k1; k += 64)
+                __builtin_prefetch(img + k, 0, 1); /* into L2: too many lines for L1 */
+        }
+    }
 
     /* First layer, small batches: this thread's K-blocks over the whole batch, then
      * (after a barrier) the block partials of its own rows summed in block order. */
-    const dpt_layer *l0 = &net->layer[0];
-    const share *sh = &e->shares[t];
     const int ksplit = dpt_ksplit(e, B);
     if (ksplit) {
         for (int b = sh->b0; b < sh->b1; b++) {
@@ -607,24 +625,6 @@ static void step(stepctx *c)
     if (t == 0) {
         c->cost = cost;
         c->correct = correct;
-    }
-    /* The next step's images are scattered over the dataset: ask for this thread's
-     * rows now, so they arrive while the update runs. */
-    if (c->next) {
-        int k0 = 0, k1 = l0->in, q0, q1, a = 0, b = c->nextB;
-        if (dpt_ksplit(e, c->nextB)) { /* own columns of every row */
-            k0 = dpt_kblock_row(l0->in, sh->b0);
-            k1 = dpt_kblock_row(l0->in, sh->b1);
-        } else { /* own rows */
-            dpt_thread_slices(c->nextB, t, e->T, &q0, &q1);
-            a = q0 * DPT_SLICE;
-            b = q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB;
-        }
-        for (int r = a; r < b && k1 > k0; r++) {
-            const uint8_t *img = c->ds->images + (size_t)c->next[r] * c->ds->dim;
-            for (int k = k0; k < k1; k += 64)
-                __builtin_prefetch(img + k);
-        }
     }
     update_share(c, t, wk);
     SYNC(wk);
