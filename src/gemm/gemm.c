@@ -22,10 +22,11 @@
  * in L1 and is part of the numerical contract; MC x KC of A fits L2; KC x NC of B is
  * sized for a slice of L3. small_m is the measured packing crossover (bench/gemm). */
 static const dpt_kernel_info kernels[] = {
-    /* name     mr  nr   kc   mc    nc small_m  kernel             tall kernel     tall_n */
-    { "avx512", 8, 32, 256, 128, 2048, 256, dpt_ukernel_avx512, dpt_ukernel_avx512_tall, 24 },
-    { "avx2",   6, 16, 256, 120, 2048, 48, dpt_ukernel_avx2,   NULL,                     0 },
-    { "ref",    4,  8, 256,  64, 1024, 32, dpt_ukernel_ref,    NULL,                     0 },
+    /* name     mr  nr   kc   mc    nc small_m  kernel  tall kernel, tall_n  narrow kernel */
+    { "avx512", 8, 32, 256, 128, 2048, 256, dpt_ukernel_avx512, dpt_ukernel_avx512_tall, 24,
+      dpt_ukernel_avx512_n16, dpt_pack_bt_avx512 },
+    { "avx2",   6, 16, 256, 120, 2048, 48, dpt_ukernel_avx2,   NULL, 0, NULL, NULL },
+    { "ref",    4,  8, 256,  64, 1024, 32, dpt_ukernel_ref,    NULL, 0, NULL, NULL },
 };
 enum { NKERNELS = sizeof kernels / sizeof kernels[0] };
 
@@ -252,6 +253,40 @@ static int sgemm_tall(const dpt_kernel_info *g, int ta, int tb, int M, int N, in
     return DPT_OK;
 }
 
+/* The narrow path: N <= 16 with B not transposed, everything read in place, the
+ * 16 x 16 kernel over MR_N16-row strips. Same KC chunking as the other paths. */
+static void sgemm_narrow(const dpt_kernel_info *g, int ta, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta,
+                         float *C, int ldc, const dpt_epilogue *ep)
+{
+    dpt_tile t = { 0 };
+    t.alpha = alpha;
+    t.ldc = ldc;
+    t.n = N;
+    t.rsa = ta ? 1 : lda;
+    t.csa = ta ? lda : 1;
+    t.rsb = ldb;
+    t.ldm = ep ? ep->ldm : 0;
+    int pc = 0;
+    do {
+        int kc = K - pc < g->kc ? K - pc : g->kc;
+        int last = pc + kc >= K;
+        t.kc = kc;
+        t.beta = pc == 0 ? beta : 1.0f;
+        t.relu = ep && last ? ep->relu : 0;
+        t.bias = ep && ep->bias && last ? ep->bias : NULL;
+        t.b = B + (size_t)pc * ldb;
+        for (int i = 0; i < M; i += MR_N16) {
+            t.m = M - i < MR_N16 ? M - i : MR_N16;
+            t.a = A + i * t.rsa + pc * t.csa;
+            t.c = C + (size_t)i * ldc;
+            t.mask = ep && ep->mask && last ? ep->mask + (size_t)i * ep->ldm : NULL;
+            g->narrow(&t);
+        }
+        pc += kc;
+    } while (pc < K);
+}
+
 int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc,
                   const dpt_epilogue *ep)
@@ -266,8 +301,10 @@ int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *
     /* The tall kernel wins where the wide one would idle lanes or pack a large B for a
      * few rows, once K is long enough to amortise its scalar epilogue (bench/gemm).
      * Both give bitwise the same values, so this choice cannot break row invariance. */
-    if (g->tall && K >= 64 && ((ta && N <= g->tall_n) || (tb && M <= 16)))
+    if (g->tall && K >= 64 && ((ta && N <= g->tall_n) || (tb && M <= 32)))
         return sgemm_tall(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    if (g->narrow && !tb && N <= 16)
+        return sgemm_narrow(g, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep), DPT_OK;
     const int packb = tb || M > small;
     /* A is read in place when its panel is small enough to stay in L1 anyway. */
     const int packa = !ta && M > small;
@@ -295,7 +332,9 @@ int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *
             int last = pc + kc >= K;
             t.kc = kc;
             t.beta = pc == 0 ? beta : 1.0f;
-            if (packb)
+            if (packb && tb && g->pack_bt)
+                g->pack_bt(B + pc * rsb + jc * csb, ldb, kc, nc, bp);
+            else if (packb)
                 pack_b(B + pc * rsb + jc * csb, rsb, csb, kc, nc, NR, bp);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;

@@ -53,13 +53,18 @@ typedef struct dpt_kernel_info {
     dpt_ukernel kernel;
     dpt_ukernel tall;   /* optional kernel vectorised along M (MR_TALL rows), or NULL */
     int tall_n;         /* N at or below which the tall kernel is used */
+    dpt_ukernel narrow; /* optional MR_N16 x 16 kernel for N <= 16, B in place, or NULL */
+    /* optional packing of a transposed B into nr-wide panels, or NULL (generic C) */
+    void (*pack_bt)(const float *b, ptrdiff_t ldb, int kc, int nc, float *bp);
 } dpt_kernel_info;
 
 void dpt_ukernel_ref(const dpt_tile *t);
 void dpt_ukernel_avx2(const dpt_tile *t);
 void dpt_ukernel_avx512(const dpt_tile *t);
 void dpt_ukernel_avx512_tall(const dpt_tile *t);
+void dpt_ukernel_avx512_n16(const dpt_tile *t);
+void dpt_pack_bt_avx512(const float *b, ptrdiff_t ldb, int kc, int nc, float *bp);
 
-enum { MR_TALL = 16, NR_TALL = 16 };
+enum { MR_TALL = 16, NR_TALL = 16, MR_N16 = 16 };
 
 #endif

@@ -63,6 +63,19 @@ void dpt_ukernel_avx512(const dpt_tile *t)
         }
     }
 
+    if (t->alpha == 1.0f && t->beta == 0.0f && !t->bias && !t->relu && !t->mask) {
+        /* the common case (a product or a gradient): acc is the result, as below */
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            if (i >= t->m)
+                break;
+            float *c = t->c + i * t->ldc;
+            _mm512_mask_storeu_ps(c, m0, acc[i][0]);
+            if (m1)
+                _mm512_mask_storeu_ps(c + 16, m1, acc[i][1]);
+        }
+        return;
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
         if (i >= t->m)
