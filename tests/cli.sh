@@ -162,7 +162,13 @@ grep -q "^$acc\$" "$T/eval.out" && ok "eval reproduces the training run's test a
 expect_exit 0 "" "predict prints predictions" -- "$DPTRAIN" predict --model "$T/full.safetensors" --data "$DATA" --count 5
 [ "$(grep -cE '^ +[0-9]+ +[0-9] +[0-9] +0\.[0-9]+' "$T/out")" -eq 5 ] && ok "predict: one line per image" || bad "predict output: $(cat "$T/out")"
 expect_exit 0 "" "predict --grid writes a PNG" -- "$DPTRAIN" predict --model "$T/full.safetensors" --data "$DATA" --count 30 --grid "$T/grid.png" --quiet
-[ "$(head -c 8 "$T/grid.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && ok "grid is a PNG" || bad "grid is not a PNG"
+# PNG signature first, and the IEND chunk with its fixed CRC last
+if [ "$(head -c 8 "$T/grid.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] &&
+    [ "$(tail -c 12 "$T/grid.png" | od -An -tx1 | tr -d ' \n')" = "0000000049454e44ae426082" ]; then
+    ok "grid is a PNG"
+else
+    bad "grid is not a well-formed PNG"
+fi
 head -c 300 "$T/full.safetensors" >"$T/cut.safetensors"
 expect_exit 2 "cut.safetensors: bad header length [0-9]+ \\(file has 292 bytes" "eval of a truncated checkpoint" -- "$DPTRAIN" eval --model "$T/cut.safetensors" --data "$DATA"
 printf 'not a checkpoint' >"$T/junk.safetensors"

@@ -19,7 +19,8 @@ static int chunk(dpt_afile *f, const char *type, const unsigned char *data, uint
     be32(hdr, n);
     memcpy(hdr + 4, type, 4);
     uLong c = crc32(0, hdr + 4, 4);
-    c = crc32(c, data, n);
+    if (n) /* crc32(c, NULL, 0) would return the initial value, not c */
+        c = crc32(c, data, n);
     be32(crc, (uint32_t)c);
     int rc = dpt_afile_write(f, hdr, 8, err);
     if (!rc && n)
