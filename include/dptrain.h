@@ -207,6 +207,10 @@ dpt_net *dpt_net_create(const dpt_config *cfg, dpt_error *err);
 void dpt_net_free(dpt_net *net);
 const dpt_config *dpt_net_config(const dpt_net *net);
 size_t dpt_net_nparams(const dpt_net *net);
+/* Changes what may differ between a checkpointed run and its continuation: epochs,
+ * threads, bind, patience, eval_every, min_delta. Any other difference from the
+ * network's configuration is refused with DPT_EINPUT naming the option. */
+int dpt_net_reconfigure(dpt_net *net, const dpt_config *cfg, dpt_error *err);
 /* Optimiser steps taken so far. */
 uint64_t dpt_net_steps(const dpt_net *net);
 /* FNV-1a 64 over the bytes of all parameters and running statistics: equal iff the

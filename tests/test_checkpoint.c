@@ -205,3 +205,23 @@ Test(checkpoint, saving_never_leaves_a_partial_file_under_the_final_name)
     cr_assert(strstr(err.msg, "/nonexistent/x.safetensors"), "%s", err.msg);
     dpt_net_free(net);
 }
+
+Test(checkpoint, a_resumed_run_may_change_epochs_and_threads_but_not_the_recipe)
+{
+    dpt_net *net = sample_net();
+    dpt_config c = *dpt_net_config(net);
+    dpt_error err = { 0 };
+    c.epochs = 50;
+    c.threads = 3;
+    c.patience = 4;
+    cr_assert_eq(dpt_net_reconfigure(net, &c, &err), DPT_OK, "%s", err.msg);
+    cr_assert_eq(dpt_net_config(net)->epochs, 50);
+    c.lr *= 2;
+    cr_assert_eq(dpt_net_reconfigure(net, &c, &err), DPT_EINPUT);
+    cr_assert(strstr(err.msg, "--lr: differs from the checkpoint's"), "%s", err.msg);
+    c = *dpt_net_config(net);
+    c.sizes[1] = 7;
+    cr_assert_eq(dpt_net_reconfigure(net, &c, &err), DPT_EINPUT);
+    cr_assert(strstr(err.msg, "--arch"), "%s", err.msg);
+    dpt_net_free(net);
+}

@@ -250,7 +250,10 @@ int cmd_train(int argc, char **argv)
             rc.eval_every = c.cfg.eval_every;
         if (opt_given(argc, argv, "min-delta"))
             rc.min_delta = c.cfg.min_delta;
-        *(dpt_config *)dpt_net_config(net) = rc; /* the net owns its config */
+        if (dpt_net_reconfigure(net, &rc, &err)) {
+            dpt_net_free(net);
+            return cli_fail(&err);
+        }
         c.cfg = rc;
         if (st.epoch > rc.epochs) {
             dpt_net_free(net);

@@ -214,6 +214,46 @@ void dpt_net_free(dpt_net *net)
 }
 
 const dpt_config *dpt_net_config(const dpt_net *net) { return &net->cfg; }
+
+int dpt_net_reconfigure(dpt_net *net, const dpt_config *cfg, dpt_error *err)
+{
+    const dpt_config *h = &net->cfg, *w = cfg;
+    /* everything but epochs, threads, bind, patience, eval_every and min_delta */
+    const char *what = NULL;
+    if (h->nlayers != w->nlayers || memcmp(h->sizes, w->sizes, sizeof(int) * (h->nlayers + 1)))
+        what = "--arch";
+    else if (h->optimizer != w->optimizer)
+        what = "--optimizer";
+    else if (h->lr != w->lr)
+        what = "--lr";
+    else if (h->momentum != w->momentum || h->nesterov != w->nesterov)
+        what = "--momentum";
+    else if (h->beta1 != w->beta1 || h->beta2 != w->beta2 || h->eps != w->eps)
+        what = "--beta1/--beta2/--eps";
+    else if (h->weight_decay != w->weight_decay)
+        what = "--weight-decay";
+    else if (h->l2 != w->l2)
+        what = "--l2";
+    else if (h->dropout != w->dropout)
+        what = "--dropout";
+    else if (h->batchnorm != w->batchnorm || h->bn_before != w->bn_before ||
+             h->bn_momentum != w->bn_momentum || h->bn_eps != w->bn_eps)
+        what = "--batchnorm";
+    else if (h->batch != w->batch)
+        what = "--batch";
+    else if (h->val_split != w->val_split)
+        what = "--val-split";
+    else if (h->seed != w->seed)
+        what = "--seed";
+    if (what)
+        return dpt_seterr(err, DPT_EINPUT, "%s: differs from the checkpoint's, which fixes "
+                          "it for a resumed run", what);
+    if (dpt_config_check(w, err))
+        return DPT_EINPUT;
+    net->cfg = *w;
+    return DPT_OK;
+}
+
 size_t dpt_net_nparams(const dpt_net *net) { return net->nparams; }
 uint64_t dpt_net_steps(const dpt_net *net) { return net->step; }
 float *dpt_net_params(dpt_net *net) { return net->params; }

@@ -9,9 +9,11 @@
 #include <omp.h>
 #define DPT_BARRIER() _Pragma("omp barrier")
 static inline int dpt_tid(void) { return omp_get_thread_num(); }
+static inline int dpt_team_size(void) { return omp_get_num_threads(); }
 #else
 #define DPT_BARRIER() ((void)0)
 static inline int dpt_tid(void) { return 0; }
+static inline int dpt_team_size(void) { return 1; }
 #endif
 
 /* Rows per slice. The slice plan of a batch of B rows depends on B only: slice s holds

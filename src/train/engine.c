@@ -222,12 +222,14 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
 
     /* Pin the team (one thread per core) and let each thread touch its own rows first,
      * so their pages land near it. GOMP keeps the same threads for later regions. */
-    int failed = 0, oomed = 0;
+    int failed = 0, oomed = 0, got = e->T;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(e->T) reduction(+ : failed, oomed)
 #endif
     {
         int t = dpt_tid();
+        if (t == 0)
+            got = dpt_team_size();
         if (bind && dpt_team_bind(t) != 0)
             failed++;
         if (dpt_gemm_reserve() != DPT_OK)
@@ -254,6 +256,13 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     }
     if (oomed)
         goto oom;
+    if (got != e->T) {
+        /* the plans assume exactly T threads; OpenMP may be capped (OMP_THREAD_LIMIT) */
+        dpt_seterr(err, DPT_EINPUT, "--threads: OpenMP runs %d threads here, not %d (is "
+                   "OMP_THREAD_LIMIT set?)", got, e->T);
+        dpt_engine_free(e);
+        return NULL;
+    }
     e->binding = !bind ? "none" : failed ? "unpinned (binding failed)" : "core";
     if (bind && failed && warning)
         *warning = "could not bind threads to cores with hwloc; running unpinned";
@@ -661,7 +670,12 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
 #pragma omp parallel num_threads(e->T) firstprivate(c)
 #endif
     {
-        for (size_t s = 0; s < nsteps; s++) {
+        /* the plans assume exactly T threads (checked at creation; a team that comes
+         * out smaller now does no step rather than a wrong one) */
+        size_t steps = dpt_team_size() == e->T ? nsteps : 0;
+        if (steps != nsteps && dpt_tid() == 0)
+            failed = 2;
+        for (size_t s = 0; s < steps; s++) {
             size_t bi = first_batch + s, start = bi * (size_t)batch;
             if (start >= n)
                 break;
@@ -693,6 +707,9 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
         *cost_sum += csum;
     if (correct)
         *correct += hits;
+    if (failed == 2)
+        return dpt_seterr(err, DPT_EFAIL, "OpenMP gave fewer than the %d threads the "
+                          "engine was made for", e->T);
     if (failed)
         return dpt_seterr(err, DPT_EFAIL, "training diverged at step %llu: the cost or a "
                           "gradient is not finite (try a smaller --lr)",
@@ -708,14 +725,21 @@ int dpt_engine_gradient(dpt_engine *e, const dpt_dataset *ds, const uint32_t *id
     stepctx c = { .e = e, .ds = ds, .idx = idx, .B = B, .step = e->net->step,
                   .mode = MODE_GRAD };
     double result = 0;
+    int short_team = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(e->T) firstprivate(c)
 #endif
     {
-        step(&c);
+        if (dpt_team_size() == e->T)
+            step(&c);
+        else if (dpt_tid() == 0)
+            short_team = 1;
         if (dpt_tid() == 0)
             result = c.cost;
     }
+    if (short_team)
+        return dpt_seterr(err, DPT_EFAIL, "OpenMP gave fewer than the %d threads the "
+                          "engine was made for", e->T);
     *cost = result;
     return DPT_OK;
 }

@@ -89,7 +89,8 @@ int dpt_net_evaluate(dpt_net *net, const dpt_dataset *ds, const uint32_t *idx, s
         if (!x || !a || !b || !p) {
             oom++;
         } else {
-            for (size_t k = (size_t)dpt_tid(); k < nchunks; k += (size_t)T) {
+            /* chunks dealt round-robin over the team OpenMP actually gave */
+            for (size_t k = (size_t)dpt_tid(); k < nchunks; k += (size_t)dpt_team_size()) {
                 size_t r0 = k * CHUNK;
                 int m = (int)(n - r0 < CHUNK ? n - r0 : CHUNK);
                 for (int r = 0; r < m; r++)
