@@ -4,6 +4,8 @@
  *             w -= lr*(nesterov ? g + mu*b : b)
  *   adam      g += wd*w; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
  *             w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ *             (the division by sqrt(1-b2^t) is a multiplication by its reciprocal here:
+ *             one IEEE division per element instead of two; equal up to rounding)
  *   adamw     w *= 1 - lr*wd; then adam without the wd term
  * plus the L2 cost's gradient l2/B * w on dense weights (--l2). Applied to a contiguous
  * parameter range, so threads can split the update by range. */
@@ -41,7 +43,7 @@ DPT_CLONES static void sgd(float *restrict w, const float *restrict g, float *re
 DPT_CLONES static void adam(float *restrict w, const float *restrict g, float *restrict m,
                             float *restrict v, size_t n, float lr,
                             float wd, float l2s, float b1, float b2, float eps, float bc1,
-                            float bc2sqrt, int decoupled)
+                            float rbc2sqrt, int decoupled)
 {
     const float step = lr / bc1;
     for (size_t i = 0; i < n; i++) {
@@ -55,7 +57,7 @@ DPT_CLONES static void adam(float *restrict w, const float *restrict g, float *r
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        w[i] = wi - step * (mi / (sqrtf(vi) / bc2sqrt + eps));
+        w[i] = wi - step * (mi / (sqrtf(vi) * rbc2sqrt + eps));
     }
 }
 
@@ -78,7 +80,7 @@ int dpt_optim_update(dpt_net *net, const float *g, size_t lo, size_t hi, int is_
         float bc1 = 1.0f - powf(c->beta1, (float)t);
         float bc2 = 1.0f - powf(c->beta2, (float)t);
         adam(w, g, net->m1 + lo, net->m2 + lo, n, c->lr, c->weight_decay, l2s, c->beta1,
-             c->beta2, c->eps, bc1, sqrtf(bc2), c->optimizer == DPT_ADAMW);
+             c->beta2, c->eps, bc1, 1.0f / sqrtf(bc2), c->optimizer == DPT_ADAMW);
     }
     }
     return 0;
