@@ -39,6 +39,9 @@ typedef struct dpt_error {
 int dpt_seterr(dpt_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Seconds on a monotonic clock (for timing). */
+double dpt_now(void);
+
 /* 64-byte aligned allocation (zeroed) and its release; NULL on failure or overflow. */
 void *dpt_alloc(size_t count, size_t size);
 void dpt_free(void *p);

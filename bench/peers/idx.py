@@ -1,4 +1,6 @@
-"""Reads the four IDX files of a data directory (plain or gzip) into NumPy arrays."""
+"""Shared by the peers: the four IDX files of a data directory (plain or gzip) as NumPy
+arrays, and the command-line options that mirror dptrain's."""
+import argparse
 import gzip
 import os
 
@@ -31,3 +33,20 @@ def load(data_dir, val_split=0.2, seed=1):
     va, tr = perm[:nv], perm[nv:]
     return (xtr[tr], ytr[tr].astype(np.int64), xtr[va], ytr[va].astype(np.int64), xte,
             yte.astype(np.int64))
+
+
+def options(threads=False):
+    """The training options both peers take, with dptrain's defaults."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="data/fashion-mnist")
+    ap.add_argument("--arch", default="784-128-64-10")
+    ap.add_argument("--optimizer", default="adam", choices=["sgd", "adam"])
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=1e-4)
+    ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1)
+    if threads:
+        ap.add_argument("--threads", type=int, default=1)
+    return ap.parse_args()

@@ -1,24 +1,13 @@
 """A from-scratch NumPy MLP trainer (ReLU, softmax cross-entropy, backprop by hand),
 the usual 'write it yourself' baseline. Same data, split and architecture as dptrain;
 Adam (PyTorch's formulas) or plain SGD; inverted dropout. key: value lines."""
-import argparse
 import time
 
 import numpy as np
 
 import idx
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--data", default="data/fashion-mnist")
-ap.add_argument("--arch", default="784-128-64-10")
-ap.add_argument("--optimizer", default="adam", choices=["sgd", "adam"])
-ap.add_argument("--lr", type=float, default=1e-3)
-ap.add_argument("--weight-decay", type=float, default=1e-4)
-ap.add_argument("--dropout", type=float, default=0.2)
-ap.add_argument("--batch", type=int, default=32)
-ap.add_argument("--epochs", type=int, default=1)
-ap.add_argument("--seed", type=int, default=1)
-a = ap.parse_args()
+a = idx.options()
 
 rng = np.random.default_rng(a.seed)
 xtr, ytr, xva, yva, xte, yte = idx.load(a.data, 0.2, a.seed)

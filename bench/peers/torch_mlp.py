@@ -1,6 +1,5 @@
 """The dptrain recipe in PyTorch on the CPU: same data, split fraction, architecture,
 optimiser and hyperparameters. Prints key: value lines like dptrain's summary."""
-import argparse
 import time
 
 import numpy as np
@@ -9,18 +8,7 @@ import torch.nn as nn
 
 import idx
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--data", default="data/fashion-mnist")
-ap.add_argument("--arch", default="784-128-64-10")
-ap.add_argument("--optimizer", default="adam", choices=["sgd", "adam"])
-ap.add_argument("--lr", type=float, default=1e-3)
-ap.add_argument("--weight-decay", type=float, default=1e-4)
-ap.add_argument("--dropout", type=float, default=0.2)
-ap.add_argument("--batch", type=int, default=32)
-ap.add_argument("--epochs", type=int, default=1)
-ap.add_argument("--threads", type=int, default=1)
-ap.add_argument("--seed", type=int, default=1)
-a = ap.parse_args()
+a = idx.options(threads=True)
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(a.seed)

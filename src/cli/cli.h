@@ -25,11 +25,19 @@ typedef struct cli {
 int cli_fail(const dpt_error *err);
 int cli_failf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The start every subcommand shares: for --help/-h prints `help` and sets *done;
+ * else resets c to the defaults and parses argv (see cli_parse). Returns 0, or the
+ * exit status after printing the error. */
+int cli_begin(cli *c, int argc, char **argv, const char *help, const char *allowed,
+              int *done);
+
 /* Option parsing. `allowed` is a space-separated list of the long names a subcommand
  * takes; --config FILE is read first, then the command line overrides it. */
 int cli_parse(cli *c, int argc, char **argv, const char *allowed, dpt_error *err);
 int cli_set(cli *c, const char *name, const char *value, const char *where, dpt_error *err);
 int cli_is_flag(const char *name); /* options that take no value */
+/* Whether name is one of the space-separated words of list. */
+int cli_word_in(const char *list, const char *name);
 
 /* Loads DIR's training (which = 0) or test (which = 1) set; labels must lie below
  * `classes` (the network's outputs). */

@@ -6,7 +6,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char help[] =
     "usage: dptrain bench [--threads 1,2,4] [--arch A] [--batch N] [--optimizer O]\n"
@@ -22,13 +21,6 @@ static const char allowed[] =
     "data arch optimizer lr momentum nesterov batch dropout l2 weight-decay batchnorm "
     "no-batchnorm bn-before threads bind seed json steps warmup config quiet";
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct row {
     int threads;
     double sps, compute, sync, update;
@@ -36,16 +28,12 @@ typedef struct row {
 
 int cmd_bench(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(help, stdout);
-            return 0;
-        }
     cli c;
-    memset(&c, 0, sizeof c);
-    dpt_config_default(&c.cfg);
+    int done, rc = cli_begin(&c, argc, argv, help, allowed, &done);
+    if (rc || done)
+        return rc;
     dpt_error err = { 0 };
-    if (cli_parse(&c, argc, argv, allowed, &err) || dpt_config_check(&c.cfg, &err))
+    if (dpt_config_check(&c.cfg, &err))
         return cli_fail(&err);
     int steps = c.steps ? c.steps : 300, warmup = c.warmup ? c.warmup : 50;
     dpt_topology topo;
@@ -102,7 +90,6 @@ int cmd_bench(int argc, char **argv)
     static double sps[64][REPS];
     static dpt_phase_times pts[64][REPS];
     row rows[64];
-    int rc = 0;
     const char *binding = "none";
     for (int rep = 0; rep < REPS; rep++)
         for (int k = 0; k < nc; k++) {
@@ -122,14 +109,14 @@ int cmd_bench(int argc, char **argv)
             counts[k] = dpt_engine_threads(e); /* 1 in a build without OpenMP */
             int trc = dpt_engine_train(e, &ds, order, need, c.cfg.batch, 0, (size_t)warmup,
                                        NULL, NULL, &err);
-            double t0 = now();
+            double t0 = dpt_now();
             if (!trc) {
                 dpt_engine_reset_times(e);
-                t0 = now();
+                t0 = dpt_now();
                 trc = dpt_engine_train(e, &ds, order, need, c.cfg.batch, (size_t)warmup,
                                        (size_t)steps, NULL, NULL, &err);
             }
-            sps[k][rep] = (double)steps * c.cfg.batch / (now() - t0);
+            sps[k][rep] = (double)steps * c.cfg.batch / (dpt_now() - t0);
             dpt_engine_times(e, &pts[k][rep]);
             dpt_engine_free(e);
             dpt_net_free(net);

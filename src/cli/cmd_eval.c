@@ -4,23 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-            return 1;
-    return 0;
-}
-
-/* Loads --model and the test set of --data, checking they fit together. */
-static int load(cli *c, int argc, char **argv, const char *allowed, dpt_net **net,
-                dpt_dataset *test)
+/* Parses the options (or prints help, setting *done), loads --model and the test set
+ * of --data, and checks they fit together. */
+static int load(cli *c, int argc, char **argv, const char *help, const char *allowed,
+                dpt_net **net, dpt_dataset *test, int *done)
 {
     dpt_error err = { 0 };
-    memset(c, 0, sizeof *c);
-    dpt_config_default(&c->cfg);
-    if (cli_parse(c, argc, argv, allowed, &err))
-        return cli_fail(&err);
+    int rc = cli_begin(c, argc, argv, help, allowed, done);
+    if (rc || *done)
+        return rc;
     if (!c->model)
         return cli_failf(2, "--model: missing (the checkpoint to load)");
     if (dpt_checkpoint_load(c->model, net, NULL, &err))
@@ -34,19 +26,19 @@ static int load(cli *c, int argc, char **argv, const char *allowed, dpt_net **ne
     return 0;
 }
 
+static const char eval_help[] =
+    "usage: dptrain eval --model FILE [--data DIR] [--threads N]\n\n"
+    "Evaluates a checkpoint on DIR's test set (default data/mnist); prints\n"
+    "test_accuracy: and test_cost:.\n";
+
 int cmd_eval(int argc, char **argv)
 {
-    if (wants_help(argc, argv)) {
-        puts("usage: dptrain eval --model FILE [--data DIR] [--threads N]\n\n"
-             "Evaluates a checkpoint on DIR's test set (default data/mnist); prints\n"
-             "test_accuracy: and test_cost:.");
-        return 0;
-    }
     cli c;
     dpt_net *net;
     dpt_dataset test;
-    int rc = load(&c, argc, argv, "model data threads quiet", &net, &test);
-    if (rc)
+    int done, rc = load(&c, argc, argv, eval_help, "model data threads quiet", &net, &test,
+                        &done);
+    if (rc || done)
         return rc;
     dpt_metrics m;
     dpt_error err = { 0 };
@@ -112,21 +104,21 @@ static int draw_grid(const char *path, const dpt_dataset *ds, const int *pred, i
     return rc;
 }
 
+static const char predict_help[] =
+    "usage: dptrain predict --model FILE [--data DIR] [--count N] [--grid FILE.png]\n\n"
+    "Predicts the first N test images (default 20). Without --grid prints one line\n"
+    "per image: index, label, prediction, confidence, and 'wrong' when it is.\n"
+    "With --grid draws them as a PNG: true label (black) and prediction (green if\n"
+    "right, red if wrong, misclassified images framed in red).\n";
+
 int cmd_predict(int argc, char **argv)
 {
-    if (wants_help(argc, argv)) {
-        puts("usage: dptrain predict --model FILE [--data DIR] [--count N] [--grid FILE.png]\n\n"
-             "Predicts the first N test images (default 20). Without --grid prints one line\n"
-             "per image: index, label, prediction, confidence, and 'wrong' when it is.\n"
-             "With --grid draws them as a PNG: true label (black) and prediction (green if\n"
-             "right, red if wrong, misclassified images framed in red).");
-        return 0;
-    }
     cli c;
     dpt_net *net;
     dpt_dataset test;
-    int rc = load(&c, argc, argv, "model data count grid threads quiet", &net, &test);
-    if (rc)
+    int done, rc = load(&c, argc, argv, predict_help, "model data count grid threads quiet",
+                        &net, &test, &done);
+    if (rc || done)
         return rc;
     size_t n = c.count > 0 ? (size_t)c.count : 20;
     if (n > test.n)

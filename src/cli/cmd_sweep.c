@@ -58,17 +58,11 @@ static int parse_axis(const char *spec, axis *a)
 
 int cmd_sweep(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(help, stdout);
-            return 0;
-        }
     cli base;
-    memset(&base, 0, sizeof base);
-    dpt_config_default(&base.cfg);
+    int done, rc = cli_begin(&base, argc, argv, help, allowed, &done);
+    if (rc || done)
+        return rc;
     dpt_error err = { 0 };
-    if (cli_parse(&base, argc, argv, allowed, &err))
-        return cli_fail(&err);
     if (base.nvary == 0)
         return cli_failf(2, "--vary: missing (e.g. --vary batch=32,64,128)");
     axis ax[2] = { 0 };
@@ -111,7 +105,6 @@ int cmd_sweep(int argc, char **argv)
         dpt_dataset_free(&train);
         return cli_fail(&err);
     }
-    int rc = 0;
     for (int r = 0; r < ax[0].n * ny; r++)
         if (cli_check_arch(&runs[r].cfg, &train, &err)) {
             rc = cli_fail(&err);

@@ -207,17 +207,11 @@ static int write_json(const char *path, const run *r, const dpt_net *net,
 
 int cmd_train(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(help, stdout);
-            return 0;
-        }
     cli c;
-    memset(&c, 0, sizeof c);
-    dpt_config_default(&c.cfg);
+    int done, rc = cli_begin(&c, argc, argv, help, allowed, &done);
+    if (rc || done)
+        return rc;
     dpt_error err = { 0 };
-    if (cli_parse(&c, argc, argv, allowed, &err))
-        return cli_fail(&err);
 
     dpt_net *net = NULL;
     dpt_train_state st;
@@ -232,33 +226,33 @@ int cmd_train(int argc, char **argv)
             char name[64];
             size_t len = strcspn(argv[i] + 2, "=");
             snprintf(name, sizeof name, "%.*s", (int)len, argv[i] + 2);
-            if (!strstr(resumable, name))
+            if (!cli_word_in(resumable, name))
                 return cli_failf(2, "--%s: cannot be changed when resuming (the checkpoint "
                                  "fixes it)", name);
         }
         if (dpt_checkpoint_load(c.resume, &net, &st, &err))
             return cli_fail(&err);
-        dpt_config rc = *dpt_net_config(net);
+        dpt_config rcfg = *dpt_net_config(net);
         if (c.set_epochs)
-            rc.epochs = c.cfg.epochs;
+            rcfg.epochs = c.cfg.epochs;
         if (c.set_threads)
-            rc.threads = c.cfg.threads;
-        rc.bind = c.cfg.bind;
+            rcfg.threads = c.cfg.threads;
+        rcfg.bind = c.cfg.bind;
         if (opt_given(argc, argv, "patience"))
-            rc.patience = c.cfg.patience;
+            rcfg.patience = c.cfg.patience;
         if (opt_given(argc, argv, "eval-every"))
-            rc.eval_every = c.cfg.eval_every;
+            rcfg.eval_every = c.cfg.eval_every;
         if (opt_given(argc, argv, "min-delta"))
-            rc.min_delta = c.cfg.min_delta;
-        if (dpt_net_reconfigure(net, &rc, &err)) {
+            rcfg.min_delta = c.cfg.min_delta;
+        if (dpt_net_reconfigure(net, &rcfg, &err)) {
             dpt_net_free(net);
             return cli_fail(&err);
         }
-        c.cfg = rc;
-        if (st.epoch > rc.epochs) {
+        c.cfg = rcfg;
+        if (st.epoch > rcfg.epochs) {
             dpt_net_free(net);
             return cli_failf(2, "--epochs: %d is fewer than the %d epochs already done in %s",
-                             rc.epochs, st.epoch, c.resume);
+                             rcfg.epochs, st.epoch, c.resume);
         }
     } else if (dpt_config_check(&c.cfg, &err)) {
         return cli_fail(&err);
@@ -274,7 +268,6 @@ int cmd_train(int argc, char **argv)
         dpt_net_free(net);
         return cli_fail(&err);
     }
-    int rc = 0;
     if (cli_check_arch(&c.cfg, &train, &err) || cli_check_arch(&c.cfg, &test, &err)) {
         rc = cli_fail(&err);
         goto done;

@@ -258,7 +258,7 @@ int cli_set(cli *c, const char *name, const char *v, const char *where, dpt_erro
     return rc;
 }
 
-static int allowed_opt(const char *allowed, const char *name)
+int cli_word_in(const char *allowed, const char *name)
 {
     size_t n = strlen(name);
     for (const char *p = allowed; (p = strstr(p, name)); p += n)
@@ -301,7 +301,7 @@ static int read_config(cli *c, const char *path, const char *allowed, dpt_error 
         *eq = 0;
         char *key = trim(s), *val = trim(eq + 1);
         snprintf(where, sizeof where, "%.400s:%d: %.100s", path, ln, key);
-        if (!allowed_opt(allowed, key) || !strcmp(key, "config"))
+        if (!cli_word_in(allowed, key) || !strcmp(key, "config"))
             rc = dpt_seterr(err, DPT_EINPUT, "%s: unknown option", where);
         else
             rc = cli_set(c, key, val, where, err);
@@ -344,7 +344,7 @@ int cli_parse(cli *c, int argc, char **argv, const char *allowed, dpt_error *err
         name[len] = 0;
         char where[80];
         snprintf(where, sizeof where, "--%s", name);
-        if (!allowed_opt(allowed, name))
+        if (!cli_word_in(allowed, name))
             return dpt_seterr(err, DPT_EINPUT, "%s: unknown option for this command (see "
                               "--help)", where);
         if (eq)
@@ -361,6 +361,22 @@ int cli_parse(cli *c, int argc, char **argv, const char *allowed, dpt_error *err
             return rc;
     }
     return DPT_OK;
+}
+
+int cli_begin(cli *c, int argc, char **argv, const char *help, const char *allowed,
+              int *done)
+{
+    *done = 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(help, stdout);
+            *done = 1;
+            return 0;
+        }
+    memset(c, 0, sizeof *c);
+    dpt_config_default(&c->cfg);
+    dpt_error err = { 0 };
+    return cli_parse(c, argc, argv, allowed, &err) ? cli_fail(&err) : 0;
 }
 
 int cli_load(const cli *c, int which, int classes, dpt_dataset *ds, dpt_error *err)

@@ -4,15 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void fmt_rate(char *b, size_t n, double r)
 {
@@ -32,9 +24,9 @@ void progress_cb(void *ud, const dpt_progress *p)
     char rate[32];
     fmt_rate(rate, sizeof rate, p->samples_per_s);
     if (p->event == DPT_EV_PROGRESS) {
-        if (!ui->tty || now() - ui->last < 0.1)
+        if (!ui->tty || dpt_now() - ui->last < 0.1)
             return;
-        ui->last = now();
+        ui->last = dpt_now();
         int width = 24, fill = (int)(width * (double)p->batch / p->batches);
         char bar[32];
         for (int i = 0; i < width; i++)

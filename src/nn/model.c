@@ -266,6 +266,19 @@ float *dpt_net_stats(dpt_net *net, size_t *n)
     return net->stats;
 }
 
+double dpt_l2_term(const dpt_net *net)
+{
+    if (!(net->cfg.l2 > 0))
+        return 0;
+    double sw = 0;
+    for (int l = 0; l < net->L; l++) {
+        const float *w = net->params + net->layer[l].w;
+        for (size_t i = 0; i < (size_t)net->layer[l].in * net->layer[l].out; i++)
+            sw += (double)w[i] * w[i];
+    }
+    return net->cfg.l2 / (2.0 * net->cfg.batch) * sw;
+}
+
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *c = p;

@@ -33,4 +33,8 @@ struct dpt_net {
 int dpt_optim_update(dpt_net *net, const float *g, size_t lo, size_t hi, int is_weight,
                      int batch, uint64_t t);
 
+/* The L2 term of the cost, l2 / (2 * batch) * sum of dense weights squared (0 when
+ * l2 == 0), summed in parameter order. */
+double dpt_l2_term(const dpt_net *net);
+
 #endif

@@ -22,7 +22,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Weight-gradient block: ~16 KiB, so a block is computed and applied within L1. Wider
  * layers use one row per block (the scratch holds at least one row). */
@@ -70,13 +69,6 @@ struct dpt_engine {
     double wall;
     void *block;                   /* the one allocation behind the buffers above */
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int dpt_engine_threads(const dpt_engine *e) { return e->T; }
 const char *dpt_engine_binding(const dpt_engine *e) { return e->binding; }
@@ -304,9 +296,9 @@ typedef struct stepctx {
 
 #define SYNC(wk)                                                                       \
     do {                                                                               \
-        double t_ = now();                                                             \
+        double t_ = dpt_now();                                                             \
         DPT_BARRIER();                                                                 \
-        (wk)->t_sync += now() - t_;                                                    \
+        (wk)->t_sync += dpt_now() - t_;                                                    \
     } while (0)
 
 /* Batchnorm forward for rows [r0, r1) of layer l: slice partials, barrier, merge in
@@ -336,9 +328,9 @@ static void bn_forward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1, 
             ps[2 * j + 1] = m2;
         }
     }
-    *tc += now();
+    *tc += dpt_now();
     SYNC(wk);
-    *tc -= now();
+    *tc -= dpt_now();
     double *mean = wk->mean + (size_t)l * e->maxw, *invstd = wk->invstd + (size_t)l * e->maxw;
     double *var = wk->var + (size_t)l * e->maxw;
     for (int j = 0; j < out; j++) {
@@ -399,9 +391,9 @@ static void bn_backward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1,
             ps[2 * j + 1] = sgx;
         }
     }
-    *tc += now();
+    *tc += dpt_now();
     SYNC(wk);
-    *tc -= now();
+    *tc -= dpt_now();
     double *gs = wk->gsum + (size_t)l * e->maxw, *gx = wk->gxsum + (size_t)l * e->maxw;
     const double *invstd = wk->invstd + (size_t)l * e->maxw;
     for (int j = 0; j < out; j++) {
@@ -455,19 +447,19 @@ static void update_share(stepctx *c, int t, worker *wk)
             /* training keeps the block in a per-thread scratch (the full gradient
              * buffer is only written for dpt_engine_gradient) */
             float *gblock = train ? wk->gblock : net->grads + off;
-            double t0 = now();
+            double t0 = dpt_now();
             dpt_sgemm(1, 0, m, ly->out, B, 1.0f, in + r, ly->in, e->dz[l], ly->out, 0.0f,
                       gblock, ly->out);
-            double t1 = now();
+            double t1 = dpt_now();
             wk->t_compute += t1 - t0;
             if (train) {
                 wk->bad_grad |= dpt_optim_update(net, gblock, off, off + (size_t)m * ly->out,
                                                  1, B, tstep);
-                wk->t_update += now() - t1;
+                wk->t_update += dpt_now() - t1;
             }
         }
         if (rb > ly->in) {
-            double t0 = now();
+            double t0 = dpt_now();
             /* bias gradient: column sums of dZ over the batch, rows in order */
             double *acc = wk->acc;
             const float *dz = e->dz[l];
@@ -487,11 +479,11 @@ static void update_share(stepctx *c, int t, worker *wk)
                     net->grads[ly->beta + j] = (float)gs[j];
                 }
             }
-            wk->t_compute += now() - t0;
+            wk->t_compute += dpt_now() - t0;
         }
         if (!train)
             continue;
-        double t1 = now();
+        double t1 = dpt_now();
         if (rb > ly->in) {
             wk->bad_grad |= dpt_optim_update(net, net->grads + ly->b, ly->b, ly->b + ly->out,
                                              0, B, tstep);
@@ -512,7 +504,7 @@ static void update_share(stepctx *c, int t, worker *wk)
                 }
             }
         }
-        wk->t_update += now() - t1;
+        wk->t_update += dpt_now() - t1;
     }
 }
 
@@ -528,7 +520,7 @@ static void step(stepctx *c)
     dpt_thread_slices(B, t, e->T, &s0, &s1);
     const int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B, n = r1 - r0;
     const float p = cfg->dropout; /* also in MODE_GRAD: the mask is fixed by the step */
-    double tc = -now();
+    double tc = -dpt_now();
     const dpt_layer *l0 = &net->layer[0];
     const share *sh = &e->shares[t];
     /* The next step's images are scattered over the dataset: ask for this thread's
@@ -561,9 +553,9 @@ static void step(stepctx *c)
                       net->params + l0->w + (size_t)k0 * l0->out, l0->out, 0.0f,
                       e->part + (size_t)b * B * l0->out, l0->out);
         }
-        tc += now();
+        tc += dpt_now();
         SYNC(wk);
-        tc -= now();
+        tc -= dpt_now();
     } else {
         dpt_load_input(c->ds, c->idx, r0, r1, e->x);
     }
@@ -617,7 +609,7 @@ static void step(stepctx *c)
             dpt_ew_relu_grad(g + o, e->h[l - 1] + o, e->dmask[l - 1] + o, cnt);
         }
     }
-    tc += now();
+    tc += dpt_now();
     wk->t_compute += tc;
     SYNC(wk);
 
@@ -662,7 +654,7 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
     int failed = 0;
     double csum = 0;
     size_t hits = 0;
-    double w0 = now();
+    double w0 = dpt_now();
     for (int t = 0; t < e->T; t++)
         e->w[t].bad_grad = 0;
     stepctx c = { .e = e, .ds = ds, .mode = MODE_TRAIN };
@@ -702,7 +694,7 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
         }
     }
     e->net->step = step0 + done;
-    e->wall += now() - w0;
+    e->wall += dpt_now() - w0;
     if (cost_sum)
         *cost_sum += csum;
     if (correct)

@@ -129,16 +129,7 @@ int dpt_net_evaluate(dpt_net *net, const dpt_dataset *ds, const uint32_t *idx, s
         if (conf)
             conf[i] = cf[i];
     }
-    cost /= (double)n;
-    if (net->cfg.l2 > 0) {
-        double sw = 0;
-        for (int l = 0; l < net->L; l++) {
-            const dpt_layer *ly = &net->layer[l];
-            for (size_t i = 0; i < (size_t)ly->in * ly->out; i++)
-                sw += (double)net->params[ly->w + i] * net->params[ly->w + i];
-        }
-        cost += net->cfg.l2 / (2.0 * net->cfg.batch) * sw;
-    }
+    cost = cost / (double)n + dpt_l2_term(net);
     res->cost = cost;
     res->accuracy = (double)correct / (double)n;
     res->n = n;

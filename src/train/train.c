@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void dpt_train_state_init(dpt_train_state *s)
 {
@@ -20,26 +19,6 @@ void dpt_train_state_free(dpt_train_state *s)
         free(s->best);
         s->best = NULL;
     }
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double l2_term(const dpt_net *net)
-{
-    if (!(net->cfg.l2 > 0))
-        return 0;
-    double sw = 0;
-    for (int l = 0; l < net->L; l++)
-        for (size_t i = 0; i < (size_t)net->layer[l].in * net->layer[l].out; i++) {
-            double w = net->params[net->layer[l].w + i];
-            sw += w * w;
-        }
-    return net->cfg.l2 / (2.0 * net->cfg.batch) * sw;
 }
 
 static void save_best(dpt_net *net, dpt_train_state *st)
@@ -117,10 +96,10 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
                 res->interrupted = 1;
                 goto finish;
             }
-            double t0 = now();
+            double t0 = dpt_now();
             rc = dpt_engine_train(eng, train, order, ntr, B, st->batch, chunk, &cost_sum,
                                   &correct, err);
-            secs += now() - t0;
+            secs += dpt_now() - t0;
             size_t first = st->batch * B, last = (st->batch + chunk) * B;
             seen += (last < ntr ? last : ntr) - first;
             st->batch += chunk;
@@ -133,7 +112,7 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
             dpt_progress p = { .event = DPT_EV_PROGRESS, .epoch = st->epoch + 1,
                                .epochs = cfg->epochs, .batch = st->batch,
                                .batches = batches, .step = net->step,
-                               .train_cost = cost_sum / steps_since + l2_term(net),
+                               .train_cost = cost_sum / steps_since + dpt_l2_term(net),
                                .train_accuracy = seen ? (double)correct / seen : 0,
                                .seconds = secs, .samples_per_s = (res->samples + seen) / secs };
             double left = (double)(cfg->epochs - st->epoch) * batches - st->batch;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int dpt_seterr(dpt_error *err, int code, const char *fmt, ...)
 {
@@ -33,6 +34,13 @@ void *dpt_alloc(size_t count, size_t size)
 }
 
 void dpt_free(void *p) { free(p); }
+
+double dpt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 
 /* Chaining the mix over the key words gives a stateless generator (like a counter-based
