@@ -69,16 +69,14 @@ int dpt_net_evaluate(dpt_net *net, const dpt_dataset *ds, const uint32_t *idx, s
         free(loss), free(hit), free(arg), free(cf);
         return dpt_seterr(err, DPT_EFAIL, "out of memory for evaluation");
     }
-    int T = 1, oom = 0;
-#ifdef _OPENMP
-    T = threads > 0 ? threads : net->cfg.threads > 0 ? net->cfg.threads
-                                                     : dpt_team_default_threads();
-#else
-    (void)threads;
-#endif
+    int oom = 0;
     size_t nchunks = (n + CHUNK - 1) / CHUNK;
 #ifdef _OPENMP
+    int T = threads > 0 ? threads : net->cfg.threads > 0 ? net->cfg.threads
+                                                         : dpt_team_default_threads();
 #pragma omp parallel num_threads(T) reduction(+ : oom)
+#else
+    (void)threads;
 #endif
     {
         float *x = dpt_alloc((size_t)CHUNK * net->layer[0].in, sizeof(float));
