@@ -181,12 +181,13 @@ ParameterizedTest(int *isa, gemm, a_row_is_bitwise_the_same_whatever_m_and_posit
                   .timeout = 120)
 {
     use_kernel(isa_names[*isa]);
-    for (int narrow = 0; narrow < 2; narrow++)
-        row_invariance(isa_names[*isa], narrow ? 10 : 70);
+    static const int ns[] = { 70, 10, 20 };
+    for (int i = 0; i < 3; i++)
+        row_invariance(isa_names[*isa], ns[i]);
 }
 
-/* N = 70 takes the wide (or, for B^T and few rows, the tall) kernel, N = 10 the narrow
- * one where the CPU has it. */
+/* N = 70 takes the wide (or, for B^T and few rows, the tall) kernel, N = 10 the 16 x 16
+ * one and N = 20 the 8 x 24 one where the CPU has them. */
 static void row_invariance(const char *isa, int N)
 {
     enum { K = 600, MAXM = 257 };
@@ -250,8 +251,9 @@ Test(gemm, avx2_and_avx512_agree_bitwise, .timeout = 60)
     static const int shapes[][5] = { /* ta, tb, M, N, K */
         { 0, 0, 5, 10, 300 }, { 0, 0, 64, 70, 600 }, { 0, 1, 8, 784, 128 },
         { 1, 0, 784, 20, 64 }, { 1, 0, 300, 128, 32 }, { 0, 1, 300, 64, 10 },
-        { 0, 0, 400, 300, 520 }, { 1, 1, 33, 17, 100 } };
-    for (int s = 0; s < 8; s++) {
+        { 0, 0, 400, 300, 520 }, { 1, 1, 33, 17, 100 }, { 0, 0, 37, 20, 300 },
+        { 0, 1, 300, 20, 40 } };
+    for (int s = 0; s < 10; s++) {
         int ta = shapes[s][0], tb = shapes[s][1], M = shapes[s][2], N = shapes[s][3],
             K = shapes[s][4];
         float *A = rmat((size_t)M * K, 1), *B = rmat((size_t)K * N, 2), *bias = rmat(N, 3);

@@ -21,12 +21,18 @@
 /* Block sizes per micro-architecture (BLIS-style table). KC keeps a kc x NR panel of B
  * in L1 and is part of the numerical contract; MC x KC of A fits L2; KC x NC of B is
  * sized for a slice of L3. small_m is the measured packing crossover (bench/gemm). */
+/* 8 x 24 AVX-512 tiles for N in (16, 24]; packs B^T with the generic code. */
+static const dpt_kernel_info avx512_n24 = { "avx512", 8, 24, 256, 128, 2048, 256,
+                                            dpt_ukernel_avx512_n24, 1, NULL, 0, NULL, NULL,
+                                            NULL };
+
 static const dpt_kernel_info kernels[] = {
-    /* name     mr  nr   kc   mc    nc small_m  kernel  tall kernel, tall_n  narrow kernel */
-    { "avx512", 8, 32, 256, 128, 2048, 256, dpt_ukernel_avx512, dpt_ukernel_avx512_tall, 24,
-      dpt_ukernel_avx512_n16, dpt_pack_bt_avx512 },
-    { "avx2",   6, 16, 256, 120, 2048, 48, dpt_ukernel_avx2,   NULL, 0, NULL, NULL },
-    { "ref",    4,  8, 256,  64, 1024, 32, dpt_ukernel_ref,    NULL, 0, NULL, NULL },
+    /* name     mr  nr   kc   mc    nc small_m  kernel, strips  tall kernel, tall_n
+     *                                           narrow kernel, packing of B^T */
+    { "avx512", 8, 32, 256, 128, 2048, 256, dpt_ukernel_avx512, 1, dpt_ukernel_avx512_tall, 24,
+      dpt_ukernel_avx512_n16, dpt_pack_bt_avx512, &avx512_n24 },
+    { "avx2",   6, 16, 256, 120, 2048, 48, dpt_ukernel_avx2, 0, NULL, 0, NULL, NULL, NULL },
+    { "ref",    4,  8, 256,  64, 1024, 32, dpt_ukernel_ref,  0, NULL, 0, NULL, NULL, NULL },
 };
 enum { NKERNELS = sizeof kernels / sizeof kernels[0] };
 
@@ -294,17 +300,22 @@ int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *
     if (M <= 0 || N <= 0)
         return DPT_OK;
     const dpt_kernel_info *g = kern();
-    const int MR = g->mr, NR = g->nr;
+    int MR = g->mr, NR = g->nr;
     const ptrdiff_t rsa = ta ? 1 : lda, csa = ta ? lda : 1;
     const ptrdiff_t rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
     const int small = small_m_override >= 0 ? small_m_override : g->small_m;
     /* The tall kernel wins where the wide one would idle lanes or pack a large B for a
      * few rows, once K is long enough to amortise its scalar epilogue (bench/gemm).
      * Both give bitwise the same values, so this choice cannot break row invariance. */
-    if (g->tall && K >= 64 && ((ta && N <= g->tall_n) || (tb && M <= 32)))
+    if (g->tall && ((K >= 64 && ta && N <= g->tall_n) || (K >= 16 && tb && M <= 32)))
         return sgemm_tall(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     if (g->narrow && !tb && N <= 16)
         return sgemm_narrow(g, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep), DPT_OK;
+    if (g->n24 && N > 16 && N <= 24) {
+        g = g->n24;
+        MR = g->mr;
+        NR = g->nr;
+    }
     const int packb = tb || M > small;
     /* A is read in place when its panel is small enough to stay in L1 anyway. */
     const int packa = !ta && M > small;
@@ -350,8 +361,10 @@ int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *
                         t.rsb = rsb;
                     }
                     t.bias = ep && ep->bias && last ? ep->bias + jc + jr : NULL;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        t.m = mc - ir < MR ? mc - ir : MR;
+                    const int step = g->strips ? mc : MR; /* rows per call */
+                    t.sa = packa ? (ptrdiff_t)MR * kc : (ptrdiff_t)MR * rsa;
+                    for (int ir = 0; ir < mc; ir += step) {
+                        t.m = mc - ir < step ? mc - ir : step;
                         if (packa) {
                             t.a = ap + (size_t)(ir / MR) * MR * kc;
                             t.rsa = 1;

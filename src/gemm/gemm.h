@@ -10,7 +10,8 @@
  *     then, if this is the last k block: + bias[j], max(., 0) for relu,
  *     and 0 where mask[i][j] <= 0
  *
- * for i < m <= MR and j < n <= NR only; nothing outside the m x n corner is read from
+ * for i < m and j < n <= NR only (m <= MR, unless the table marks the kernel as taking
+ * strips: then rows come in MR-row strips whose A panels are `sa` floats apart); nothing outside the m x n corner is read from
  * C, bias or mask, or written. A(i, k) = a[i*rsa + k*csa]: the caller's matrix (rows
  * i >= m are never read) or a packed panel (rsa = 1, csa = MR). B(k, j) = b[k*rsb + j]
  * with j contiguous: the caller's matrix (columns j >= n are never read) or a packed
@@ -30,6 +31,7 @@ typedef struct dpt_tile {
     int kc, m, n;
     const float *a;
     ptrdiff_t rsa, csa;
+    ptrdiff_t sa;       /* floats between MR-row strips of A (kernels taking strips) */
     const float *b;
     ptrdiff_t rsb;
     ptrdiff_t csb;      /* column stride of B, used by the tall kernel only */
@@ -51,11 +53,14 @@ typedef struct dpt_kernel_info {
     int kc, mc, nc;     /* cache blocks: kc also fixes the rounding order, never vary it */
     int small_m;        /* M at or below which B (not transposed) is used unpacked */
     dpt_ukernel kernel;
+    int strips;         /* kernel takes m > MR as consecutive strips */
     dpt_ukernel tall;   /* optional kernel vectorised along M (MR_TALL rows), or NULL */
     int tall_n;         /* N at or below which the tall kernel is used */
     dpt_ukernel narrow; /* optional MR_N16 x 16 kernel for N <= 16, B in place, or NULL */
     /* optional packing of a transposed B into nr-wide panels, or NULL (generic C) */
     void (*pack_bt)(const float *b, ptrdiff_t ldb, int kc, int nc, float *bp);
+    /* optional table row used instead for 16 < N <= 24 (same kc: same rounding) */
+    const struct dpt_kernel_info *n24;
 } dpt_kernel_info;
 
 void dpt_ukernel_ref(const dpt_tile *t);
@@ -63,6 +68,7 @@ void dpt_ukernel_avx2(const dpt_tile *t);
 void dpt_ukernel_avx512(const dpt_tile *t);
 void dpt_ukernel_avx512_tall(const dpt_tile *t);
 void dpt_ukernel_avx512_n16(const dpt_tile *t);
+void dpt_ukernel_avx512_n24(const dpt_tile *t);
 void dpt_pack_bt_avx512(const float *b, ptrdiff_t ldb, int kc, int nc, float *bp);
 
 enum { MR_TALL = 16, NR_TALL = 16, MR_N16 = 16 };

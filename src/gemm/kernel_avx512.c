@@ -1,4 +1,5 @@
 /* AVX-512 micro-kernel: MR = 8 rows x NR = 32 columns (16 zmm accumulators), FMA.
+ * It takes any number of rows as consecutive MR-row strips (see gemm.h, sa).
  * Edge columns use masked loads and stores; edge rows are simply not stored, and rows
  * beyond m read row 0 of A so nothing out of bounds is touched. Every row runs the
  * same instruction sequence, which is what makes results row-invariant. */
@@ -25,14 +26,16 @@ static inline __m512 epilogue(__m512 acc, const float *c, const float *bias,
     return r;
 }
 
-void dpt_ukernel_avx512(const dpt_tile *t)
+/* One MR-row strip: rows [0, m) of A at ast, of C at cst, of the mask at mkst. */
+static inline __attribute__((always_inline)) void strip(const dpt_tile *t, const float *ast,
+                                                        float *cst, const float *mkst, int m)
 {
     const int n = t->n;
     const __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
     const __mmask16 m1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
     const float *arow[MR];
     for (int i = 0; i < MR; i++)
-        arow[i] = t->a + (i < t->m ? i : 0) * t->rsa;
+        arow[i] = ast + (i < m ? i : 0) * t->rsa;
 
     __m512 acc[MR][2];
 #pragma GCC unroll 8
@@ -67,9 +70,9 @@ void dpt_ukernel_avx512(const dpt_tile *t)
         /* the common case (a product or a gradient): acc is the result, as below */
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
-            if (i >= t->m)
+            if (i >= m)
                 break;
-            float *c = t->c + i * t->ldc;
+            float *c = cst + i * t->ldc;
             _mm512_mask_storeu_ps(c, m0, acc[i][0]);
             if (m1)
                 _mm512_mask_storeu_ps(c + 16, m1, acc[i][1]);
@@ -78,14 +81,23 @@ void dpt_ukernel_avx512(const dpt_tile *t)
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
-        if (i >= t->m)
+        if (i >= m)
             break;
-        float *c = t->c + i * t->ldc;
-        const float *mk = t->mask ? t->mask + i * t->ldm : NULL;
+        float *c = cst + i * t->ldc;
+        const float *mk = mkst ? mkst + i * t->ldm : NULL;
         _mm512_mask_storeu_ps(c, m0, epilogue(acc[i][0], c, t->bias, mk, m0, t));
         if (m1)
             _mm512_mask_storeu_ps(c + 16, m1,
                                   epilogue(acc[i][1], c + 16, t->bias ? t->bias + 16 : NULL,
                                            mk ? mk + 16 : NULL, m1, t));
     }
+}
+
+/* The kernel loops over MR-row strips itself (t->m may exceed MR; strips of A are
+ * t->sa floats apart), saving a call and its set-up per strip. */
+void dpt_ukernel_avx512(const dpt_tile *t)
+{
+    for (int i0 = 0; i0 < t->m; i0 += MR)
+        strip(t, t->a + (i0 / MR) * t->sa, t->c + i0 * t->ldc,
+              t->mask ? t->mask + i0 * t->ldm : NULL, t->m - i0 < MR ? t->m - i0 : MR);
 }

@@ -10,22 +10,23 @@
 
 enum { MR = 16 };
 
-void dpt_ukernel_avx512_n16(const dpt_tile *t)
+/* rows: 16, or 8 when the tile has at most 8 (then no FMA is spent on absent rows) */
+static inline __attribute__((always_inline)) void tile(const dpt_tile *t, const int rows)
 {
     const __mmask16 cols = t->n >= 16 ? 0xFFFF : (__mmask16)((1u << t->n) - 1);
     const float *arow[MR];
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < rows; i++)
         arow[i] = t->a + (i < t->m ? i : 0) * t->rsa;
     __m512 acc[MR];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < rows; i++)
         acc[i] = _mm512_setzero_ps();
     const float *b = t->b;
     const ptrdiff_t csa = t->csa, rsb = t->rsb;
     for (int k = 0; k < t->kc; k++, b += rsb) {
         __m512 bv = _mm512_maskz_loadu_ps(cols, b);
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < rows; i++)
             acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(arow[i][k * csa]), bv, acc[i]);
     }
     const int plain = t->alpha == 1.0f && t->beta == 0.0f && !t->bias && !t->relu && !t->mask;
@@ -33,7 +34,7 @@ void dpt_ukernel_avx512_n16(const dpt_tile *t)
     const __m512 bias = t->bias ? _mm512_maskz_loadu_ps(cols, t->bias) : _mm512_setzero_ps();
     const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < rows; i++) {
         if (i >= t->m)
             break;
         float *c = t->c + i * t->ldc;
@@ -52,4 +53,12 @@ void dpt_ukernel_avx512_n16(const dpt_tile *t)
         }
         _mm512_mask_storeu_ps(c, cols, r);
     }
+}
+
+void dpt_ukernel_avx512_n16(const dpt_tile *t)
+{
+    if (t->m <= 8)
+        tile(t, 8);
+    else
+        tile(t, MR);
 }

@@ -36,27 +36,56 @@ static inline __attribute__((always_inline)) void body(const dpt_tile *t, const 
         _mm512_storeu_ps(tile[j], acc[j]);
 }
 
+/* At most 8 rows: the same in ymm registers (half the cost per FMA on Zen 4). */
+static inline __attribute__((always_inline)) void body8(const dpt_tile *t, const int nr,
+                                                        float (*tile)[MR])
+{
+    __m256 acc[NRMAX];
+    const __mmask8 rows = t->m >= 8 ? 0xFF : (__mmask8)((1u << t->m) - 1);
+    const float *a = t->a, *b = t->b;
+    const ptrdiff_t csa = t->csa, rsb = t->rsb, csb = t->csb;
+#pragma GCC unroll 16
+    for (int j = 0; j < nr; j++)
+        acc[j] = _mm256_setzero_ps();
+    for (int k = 0; k < t->kc; k++, a += csa, b += rsb) {
+        __m256 av = _mm256_maskz_loadu_ps(rows, a);
+#pragma GCC unroll 16
+        for (int j = 0; j < nr; j++)
+            acc[j] = _mm256_fmadd_ps(av, _mm256_set1_ps(b[j * csb]), acc[j]);
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < nr; j++)
+        _mm256_storeu_ps(tile[j], acc[j]);
+}
+
 void dpt_ukernel_avx512_tall(const dpt_tile *t)
 {
     float tile[NRMAX][MR];
-    switch (t->n) { /* one specialised loop per width, accumulators in registers */
-    case 1: body(t, 1, tile); break;
-    case 2: body(t, 2, tile); break;
-    case 3: body(t, 3, tile); break;
-    case 4: body(t, 4, tile); break;
-    case 5: body(t, 5, tile); break;
-    case 6: body(t, 6, tile); break;
-    case 7: body(t, 7, tile); break;
-    case 8: body(t, 8, tile); break;
-    case 9: body(t, 9, tile); break;
-    case 10: body(t, 10, tile); break;
-    case 11: body(t, 11, tile); break;
-    case 12: body(t, 12, tile); break;
-    case 13: body(t, 13, tile); break;
-    case 14: body(t, 14, tile); break;
-    case 15: body(t, 15, tile); break;
-    default: body(t, 16, tile); break;
+    /* one specialised loop per width and height, accumulators in registers */
+#define WIDTHS(B)                   \
+    switch (t->n) {                 \
+    case 1: B(t, 1, tile); break;   \
+    case 2: B(t, 2, tile); break;   \
+    case 3: B(t, 3, tile); break;   \
+    case 4: B(t, 4, tile); break;   \
+    case 5: B(t, 5, tile); break;   \
+    case 6: B(t, 6, tile); break;   \
+    case 7: B(t, 7, tile); break;   \
+    case 8: B(t, 8, tile); break;   \
+    case 9: B(t, 9, tile); break;   \
+    case 10: B(t, 10, tile); break; \
+    case 11: B(t, 11, tile); break; \
+    case 12: B(t, 12, tile); break; \
+    case 13: B(t, 13, tile); break; \
+    case 14: B(t, 14, tile); break; \
+    case 15: B(t, 15, tile); break; \
+    default: B(t, 16, tile); break; \
     }
+    if (t->m <= 8)
+        WIDTHS(body8)
+    else
+        WIDTHS(body)
+#undef WIDTHS
     if (t->alpha == 1.0f && t->beta == 0.0f && !t->bias && !t->relu && !t->mask) {
         /* the common case (a gradient): a transposed store, same values as below */
         for (int i = 0; i < t->m; i++) {
