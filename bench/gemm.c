@@ -194,6 +194,6 @@ int main(int argc, char **argv)
     double med = (ratios[nr / 2 - 1] + ratios[nr / 2]) / 2;
     printf("square 1024 ratio vs OpenBLAS: %.2f\n", sq[1]);
     printf("square 2048 ratio vs OpenBLAS: %.2f\n", sq[2]);
-    printf("median ratio vs OpenBLAS (layer shapes): %.3f\n", med);
+    printf("median ratio vs OpenBLAS (layer shapes): %.2f\n", med);
     return bad ? 1 : 0;
 }
