@@ -16,6 +16,7 @@
  * (seed, step, row, unit): the weights after training do not depend on T. */
 #include "nn/layers.h"
 #include "nn/net.h"
+#include "parallel/syncbn.h"
 #include "parallel/team.h"
 #include "util/rng.h"
 
@@ -301,64 +302,23 @@ typedef struct stepctx {
         (wk)->t_sync += dpt_now() - t_;                                                    \
     } while (0)
 
-/* Batchnorm forward for rows [r0, r1) of layer l: slice partials, barrier, merge in
- * slice order (Chan et al.), normalise own rows. v is the input (z), out the result. */
+/* Batchnorm forward for rows [r0, r1) of layer l: slice partials, barrier, merge
+ * (every thread, the same result), normalise own rows into xh and h. */
 static void bn_forward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1, int r0,
                        int r1, double *tc)
 {
     const dpt_net *net = e->net;
     const dpt_layer *ly = &net->layer[l];
-    const int out = ly->out, ns = dpt_nslices(B);
-    const float *v = e->z[l];
-    double *part = e->bnf[l];
-    for (int s = s0; s < s1; s++) {
-        int a = s * DPT_SLICE, b = a + DPT_SLICE < B ? a + DPT_SLICE : B;
-        double *ps = part + (size_t)s * out * 2;
-        for (int j = 0; j < out; j++) {
-            double m = 0;
-            for (int r = a; r < b; r++)
-                m += v[(size_t)r * out + j];
-            m /= (b - a);
-            double m2 = 0;
-            for (int r = a; r < b; r++) {
-                double d = v[(size_t)r * out + j] - m;
-                m2 += d * d;
-            }
-            ps[2 * j] = m;
-            ps[2 * j + 1] = m2;
-        }
-    }
+    const size_t o = (size_t)l * e->maxw;
+    dpt_bn_fwd_partials(e->z[l], B, ly->out, s0, s1, e->bnf[l]);
     *tc += dpt_now();
     SYNC(wk);
     *tc -= dpt_now();
-    double *mean = wk->mean + (size_t)l * e->maxw, *invstd = wk->invstd + (size_t)l * e->maxw;
-    double *var = wk->var + (size_t)l * e->maxw;
-    for (int j = 0; j < out; j++) {
-        double n = 0, m = 0, m2 = 0;
-        for (int s = 0; s < ns; s++) {
-            double nb = (s + 1) * DPT_SLICE < B ? DPT_SLICE : B - s * DPT_SLICE;
-            double mb = part[((size_t)s * out + j) * 2], m2b = part[((size_t)s * out + j) * 2 + 1];
-            double nn = n + nb, d = mb - m;
-            m += d * nb / nn;
-            m2 += m2b + d * d * n * nb / nn;
-            n = nn;
-        }
-        mean[j] = m;
-        var[j] = m2 / n;
-        invstd[j] = 1.0 / sqrt(var[j] + net->cfg.bn_eps);
-    }
-    const float *gamma = net->params + ly->gamma, *beta = net->params + ly->beta;
-    const int relu_after = net->cfg.bn_before;
-    for (int r = r0; r < r1; r++) {
-        const float *vr = v + (size_t)r * out;
-        float *xr = e->xh[l] + (size_t)r * out, *hr = e->h[l] + (size_t)r * out;
-        for (int j = 0; j < out; j++) {
-            float xh = (float)((vr[j] - mean[j]) * invstd[j]);
-            float y = gamma[j] * xh + beta[j];
-            xr[j] = xh;
-            hr[j] = relu_after && !(y > 0.0f) ? 0.0f : y;
-        }
-    }
+    dpt_bn_fwd_merge(e->bnf[l], B, ly->out, net->cfg.bn_eps, wk->mean + o, wk->var + o,
+                     wk->invstd + o);
+    dpt_bn_fwd_rows(e->z[l], r0, r1, ly->out, wk->mean + o, wk->invstd + o,
+                    net->params + ly->gamma, net->params + ly->beta, net->cfg.bn_before,
+                    e->xh[l], e->h[l]);
 }
 
 /* Batchnorm backward for rows [r0, r1): g holds d cost / d (layer output before
@@ -368,51 +328,19 @@ static void bn_backward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1,
 {
     const dpt_net *net = e->net;
     const dpt_layer *ly = &net->layer[l];
-    const int out = ly->out, ns = dpt_nslices(B);
-    const int bn_before = net->cfg.bn_before;
-    const float *xh = e->xh[l], *h = e->h[l], *z = e->z[l];
-    if (bn_before) /* ReLU after BN: its mask is h > 0 (dropped units have g = 0) */
-        for (int r = r0; r < r1; r++)
-            for (int j = 0; j < out; j++)
-                if (!(h[(size_t)r * out + j] > 0.0f))
-                    g[(size_t)r * out + j] = 0.0f;
-    double *part = e->bnb[l];
-    for (int s = s0; s < s1; s++) {
-        int a = s * DPT_SLICE, b = a + DPT_SLICE < B ? a + DPT_SLICE : B;
-        double *ps = part + (size_t)s * out * 2;
-        for (int j = 0; j < out; j++) {
-            double sg = 0, sgx = 0;
-            for (int r = a; r < b; r++) {
-                double gv = g[(size_t)r * out + j];
-                sg += gv;
-                sgx += gv * xh[(size_t)r * out + j];
-            }
-            ps[2 * j] = sg;
-            ps[2 * j + 1] = sgx;
-        }
-    }
+    const int out = ly->out;
+    const size_t o = (size_t)l * e->maxw;
+    if (net->cfg.bn_before) /* ReLU after BN: its mask is h > 0 (dropped units: g = 0) */
+        dpt_ew_relu_grad(g + (size_t)r0 * out, e->h[l] + (size_t)r0 * out, NULL,
+                         (size_t)(r1 - r0) * out);
+    dpt_bn_bwd_partials(g, e->xh[l], B, out, s0, s1, e->bnb[l]);
     *tc += dpt_now();
     SYNC(wk);
     *tc -= dpt_now();
-    double *gs = wk->gsum + (size_t)l * e->maxw, *gx = wk->gxsum + (size_t)l * e->maxw;
-    const double *invstd = wk->invstd + (size_t)l * e->maxw;
-    for (int j = 0; j < out; j++) {
-        double a = 0, b = 0;
-        for (int s = 0; s < ns; s++) {
-            a += part[((size_t)s * out + j) * 2];
-            b += part[((size_t)s * out + j) * 2 + 1];
-        }
-        gs[j] = a;
-        gx[j] = b;
-    }
-    const float *gamma = net->params + ly->gamma;
-    for (int r = r0; r < r1; r++)
-        for (int j = 0; j < out; j++) {
-            size_t i = (size_t)r * out + j;
-            double dx = gamma[j] * invstd[j] * (g[i] - gs[j] / B - xh[i] * gx[j] / B);
-            /* ReLU before BN: z holds the ReLU output, active where z > 0 */
-            g[i] = !bn_before && !(z[i] > 0.0f) ? 0.0f : (float)dx;
-        }
+    dpt_bn_bwd_merge(e->bnb[l], B, out, wk->gsum + o, wk->gxsum + o);
+    /* ReLU before BN: z holds the ReLU output, active where z > 0 */
+    dpt_bn_bwd_rows(g, e->xh[l], net->cfg.bn_before ? NULL : e->z[l], r0, r1, out, B,
+                    net->params + ly->gamma, wk->invstd + o, wk->gsum + o, wk->gxsum + o);
 }
 
 /* Gradient (and, in training, the update) of thread t's units. */
