@@ -52,7 +52,7 @@ $(BUILD)/obj/src/gemm/kernel_avx512.o $(BUILD)/obj/src/gemm/kernel_avx512_tall.o
 $(BUILD)/obj/src/gemm/kernel_avx512_n16.o $(BUILD)/obj/src/gemm/kernel_avx512_n24.o \
 $(BUILD)/obj/src/gemm/pack_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx2 -mfma
 
-.PHONY: all check test demo bench bench-gemm bench-peers install clean deps data
+.PHONY: all check test demo bench bench-gemm bench-peers install clean deps data fuzz
 all: $(BIN) $(LIB)
 
 $(BUILD)/obj/%.o: %.c
@@ -111,6 +111,21 @@ bench-peers:
 	@scripts/fetch-data
 	@$(MAKE) --no-print-directory $(BIN)
 	DPTRAIN=$(BIN) bench/peers/run
+
+# libFuzzer targets for the two parsers of untrusted files (clang; not part of
+# `make check`; built without OpenMP, for this machine's ISA). FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -march=native -Wno-unknown-pragmas -Iinclude -Isrc -D_GNU_SOURCE
+fuzz:
+	@mkdir -p build/fuzz/corpus-idx build/fuzz/corpus-checkpoint
+	clang $(FUZZ_FLAGS) -o build/fuzz/fuzz_idx tests/fuzz/fuzz_idx.c $(LIB_SRC) -lhwloc -lz -lm
+	clang $(FUZZ_FLAGS) -o build/fuzz/fuzz_checkpoint tests/fuzz/fuzz_checkpoint.c $(LIB_SRC) \
+	    -lhwloc -lz -lm
+	build/fuzz/fuzz_idx -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    build/fuzz/corpus-idx tests/fuzz/seeds/idx
+	build/fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    build/fuzz/corpus-checkpoint tests/fuzz/seeds/checkpoint
 
 install: $(BIN) $(LIB)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include

@@ -225,3 +225,31 @@ Test(checkpoint, a_resumed_run_may_change_epochs_and_threads_but_not_the_recipe)
     cr_assert(strstr(err.msg, "--arch"), "%s", err.msg);
     dpt_net_free(net);
 }
+
+/* A resumable checkpoint (with the early-stopping copy of the best weights) whose
+ * training-state metadata is damaged: rejected, and nothing leaks on that path (the
+ * sanitizer build checks; found by tests/fuzz). */
+Test(checkpoint, damaged_training_state_is_rejected_without_leaks)
+{
+    dpt_net *net = sample_net();
+    dpt_train_state st;
+    dpt_train_state_init(&st);
+    st.best = calloc(dpt_net_nparams(net) + 64, sizeof(float));
+    const char *path = tmppath("state.safetensors");
+    dpt_error err = { 0 };
+    cr_assert_eq(dpt_checkpoint_save(path, net, &st, &err), DPT_OK, "%s", err.msg);
+    dpt_train_state_free(&st);
+    dpt_net_free(net);
+    size_t n;
+    char *b = slurp(path, &n);
+    char *grown = realloc(b, n + 16);
+    cr_assert_not_null(grown);
+    rewrite_header(grown, &n, "\"bad_evals\":\"0\"", "\"bad_evals\":\"zero\"");
+    write_bytes(path, grown, n);
+    free(grown);
+    dpt_net *back = NULL;
+    cr_assert_eq(dpt_checkpoint_load(path, &back, &st, &err), DPT_EINPUT);
+    cr_assert(strstr(err.msg, "'bad_evals' = 'zero' is not a number"), "%s", err.msg);
+    cr_assert_null(back);
+    cr_assert_null(st.best);
+}

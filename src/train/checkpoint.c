@@ -466,6 +466,7 @@ int dpt_checkpoint_load(const char *path, dpt_net **out, dpt_train_state *st,
     char *hdr = NULL;
     tinfo *ti = NULL;
     dpt_net *net = NULL;
+    float *best = NULL; /* train.best, until handed to st */
     FILE *f = fopen(path, "rb");
     if (!f)
         return dpt_seterr(err, DPT_EINPUT, "%s: cannot open: %s", path, strerror(errno));
@@ -572,7 +573,6 @@ int dpt_checkpoint_load(const char *path, dpt_net **out, dpt_train_state *st,
         if (!strcmp(ti[i].name, "train.best"))
             with_best = 1;
     int nw = describe(net, with_state, with_best, want);
-    float *best = NULL;
 
     /* Offsets: within the data, matching dtype and shape, and tiling it exactly. */
     uint64_t dsize = fsize - 8 - hlen;
@@ -711,7 +711,6 @@ int dpt_checkpoint_load(const char *path, dpt_net **out, dpt_train_state *st,
         st->best = best;
         best = NULL;
     }
-    free(best);
     *out = net;
     net = NULL;
     rc = DPT_OK;
@@ -719,6 +718,7 @@ out:
     fclose(f);
     free(hdr);
     free(ti);
+    free(best);
     dpt_net_free(net);
     return rc;
 }
