@@ -299,6 +299,8 @@ typedef struct dpt_train_state {
     int bad_evals;         /* evaluations since the best */
     int stopped;           /* early stopping triggered */
     float *best;           /* nparams + nstats floats: the best weights, or NULL */
+    uint64_t data_hash;    /* identifies the training set (0: not yet known); a resumed
+                              run on other data is refused */
 } dpt_train_state;
 
 void dpt_train_state_init(dpt_train_state *s);

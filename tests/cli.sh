@@ -155,6 +155,10 @@ resumed=$(grep '^fingerprint:' "$T/resumed.out")
     bad "resume: '$full' vs '$resumed' $(cat "$T/resumed.out")"
 expect_exit 2 "--lr: cannot be changed when resuming" "resume refuses a changed hyperparameter" -- \
     "$DPTRAIN" train $Q --resume "$T/half.safetensors" --lr 0.5
+mkdata "$T/other"
+printf '\x07' | dd of="$T/other/train-labels-idx1-ubyte" bs=1 seek=20 conv=notrunc 2>/dev/null
+expect_exit 2 "--data: not the training set this run started on" "resume refuses other data" -- \
+    "$DPTRAIN" train --data "$T/other" --quiet --resume "$T/half.safetensors" --epochs 3
 "$DPTRAIN" eval --model "$T/full.safetensors" --data "$DATA" >"$T/eval.out" 2>&1
 acc=$(grep '^test_accuracy:' "$T/full.out")
 grep -q "^$acc\$" "$T/eval.out" && ok "eval reproduces the training run's test accuracy" ||

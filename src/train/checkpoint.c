@@ -152,8 +152,9 @@ int dpt_checkpoint_save(const char *path, const dpt_net *cnet, const dpt_train_s
     if (st)
         sb_printf(&h, ",\"state\":\"1\",\"epoch\":\"%d\",\"batch_in_epoch\":\"%zu\","
                   "\"best_cost\":\"%.17g\",\"best_epoch\":\"%d\",\"bad_evals\":\"%d\","
-                  "\"stopped\":\"%d\"", st->epoch, st->batch, st->best_cost, st->best_epoch,
-                  st->bad_evals, st->stopped);
+                  "\"stopped\":\"%d\",\"data_hash\":\"%llu\"", st->epoch, st->batch,
+                  st->best_cost, st->best_epoch, st->bad_evals, st->stopped,
+                  (unsigned long long)st->data_hash);
     sb_printf(&h, "}");
     size_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -708,6 +709,8 @@ int dpt_checkpoint_load(const char *path, dpt_net **out, dpt_train_state *st,
         st->best_epoch = (int)v[3];
         st->bad_evals = (int)v[4];
         st->stopped = v[5] != 0;
+        const char *dh = mget(&m, "data_hash"); /* absent in a hand-made file: unchecked */
+        st->data_hash = dh ? strtoull(dh, NULL, 10) : 0;
         st->best = best;
         best = NULL;
     }

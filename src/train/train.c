@@ -21,6 +21,22 @@ void dpt_train_state_free(dpt_train_state *s)
     }
 }
 
+/* FNV-1a over the sample count, image size, every label and every 61st pixel byte: a
+ * cheap identity of a training set (not a cryptographic one). */
+static uint64_t data_hash(const dpt_dataset *ds)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t head[2] = { ds->n, ds->dim };
+    const unsigned char *p = (const unsigned char *)head;
+    for (size_t i = 0; i < sizeof head; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < ds->n; i++)
+        h = (h ^ ds->labels[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < ds->n * ds->dim; i += 61)
+        h = (h ^ ds->images[i]) * 0x100000001b3ull;
+    return h ? h : 1;
+}
+
 static void save_best(dpt_net *net, dpt_train_state *st)
 {
     memcpy(st->best, net->params, net->nparams * sizeof(float));
@@ -46,6 +62,13 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
     if (test && test->dim != train->dim)
         return dpt_seterr(err, DPT_EINPUT, "test images are %ux%u but training images are "
                           "%ux%u", test->rows, test->cols, train->rows, train->cols);
+
+    /* A resumed run must see the data it started on, or "exact" means nothing. */
+    uint64_t dh = data_hash(train);
+    if (st->data_hash && st->data_hash != dh)
+        return dpt_seterr(err, DPT_EINPUT, "--data: not the training set this run started "
+                          "on (a resumed run needs the same data)");
+    st->data_hash = dh;
 
     uint32_t *tr = NULL, *va = NULL, *order = NULL;
     size_t ntr, nva;
