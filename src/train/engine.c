@@ -474,9 +474,12 @@ static void step(stepctx *c)
      * (after a barrier) the block partials of its own rows summed in block order. */
     const int ksplit = dpt_ksplit(e, B);
     if (ksplit) {
+        /* this thread's columns of the input, all blocks at once (longer vector runs) */
+        if (sh->b1 > sh->b0)
+            dpt_load_input_cols(c->ds, c->idx, B, dpt_kblock_row(l0->in, sh->b0),
+                                dpt_kblock_row(l0->in, sh->b1), e->x);
         for (int b = sh->b0; b < sh->b1; b++) {
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
-            dpt_load_input_cols(c->ds, c->idx, B, k0, k1, e->x);
             dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, e->x + k0, l0->in,
                       net->params + l0->w + (size_t)k0 * l0->out, l0->out, 0.0f,
                       e->part + (size_t)b * B * l0->out, l0->out);
