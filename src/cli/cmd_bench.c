@@ -147,12 +147,12 @@ int cmd_bench(int argc, char **argv)
            "compute", "sync", "update");
     /* speedup against the 1-thread row if there is one, else against the first row
      * taken as perfectly parallel */
-    double base = rows[0].sps / counts[0];
+    double one = rows[0].sps / counts[0];
     for (int k = 0; k < nc; k++)
         if (counts[k] == 1)
-            base = rows[k].sps;
+            one = rows[k].sps;
     for (int k = 0; k < nc; k++) {
-        double sp = rows[k].sps / base;
+        double sp = rows[k].sps / one;
         printf("%7d %12.0f %7.2fx %9.0f%% %7.1f%% %7.1f%% %7.1f%%\n", rows[k].threads,
                rows[k].sps, sp, 100.0 * sp / rows[k].threads, 100 * rows[k].compute,
                100 * rows[k].sync, 100 * rows[k].update);
@@ -173,7 +173,7 @@ int cmd_bench(int argc, char **argv)
             fprintf(f, "%s\n  {\"threads\": %d, \"samples_per_s\": %.1f, \"speedup\": %.4f, "
                        "\"compute\": %.4f, \"sync\": %.4f, \"update\": %.4f}",
                     k ? "," : "", rows[k].threads, rows[k].sps,
-                    rows[k].sps / base, rows[k].compute, rows[k].sync,
+                    rows[k].sps / one, rows[k].compute, rows[k].sync,
                     rows[k].update);
         fprintf(f, "\n]}\n");
         if (fclose(f) != 0 || rename(tmp, c.json) != 0)
