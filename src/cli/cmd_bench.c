@@ -89,7 +89,7 @@ int cmd_bench(int argc, char **argv)
     enum { REPS = 5 };
     static double sps[64][REPS];
     static dpt_phase_times pts[64][REPS];
-    row rows[64];
+    row rows[64] = { { 0 } };
     const char *binding = "none";
     for (int rep = 0; rep < REPS; rep++)
         for (int k = 0; k < nc; k++) {
