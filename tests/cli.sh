@@ -178,6 +178,16 @@ expect_exit 2 "cut.safetensors: bad header length [0-9]+ \\(file has 292 bytes" 
 printf 'not a checkpoint' >"$T/junk.safetensors"
 expect_exit 2 "junk.safetensors: bad header length" "eval of a junk file" -- "$DPTRAIN" eval --model "$T/junk.safetensors" --data "$DATA"
 
+# --- the same weights whichever SIMD kernel the machine has -----------------------
+if "$DPTRAIN" info | grep -q '^kernels_supported: avx512 avx2'; then
+    f512=$(DPTRAIN_ISA=avx512 "$DPTRAIN" train $Q --epochs 1 --batchnorm | grep '^fingerprint:')
+    f2=$(DPTRAIN_ISA=avx2 "$DPTRAIN" train $Q --epochs 1 --batchnorm | grep '^fingerprint:')
+    [ -n "$f512" ] && [ "$f512" = "$f2" ] && ok "AVX2 and AVX-512 train bitwise the same weights" ||
+        bad "AVX2 vs AVX-512: '$f2' vs '$f512'"
+else
+    ok "AVX2 vs AVX-512 comparison skipped (this CPU lacks one of them)"
+fi
+
 # --- sweep and bench -------------------------------------------------------------
 expect_exit 0 "" "sweep over two batch sizes" -- "$DPTRAIN" sweep $Q --arch 784-16-10 --epochs 1 --vary batch=32,64 --table "$T/sweep.md"
 if [ "$(grep -c '^| ' "$T/sweep.md")" -eq 3 ] && grep -q '^|---' "$T/sweep.md" && grep -q '^| batch ' "$T/sweep.md" && grep -q '^| 64 ' "$T/sweep.md"; then
