@@ -332,6 +332,8 @@ typedef struct dpt_train_opts {
     /* Polled between chunks; non-zero stops the run cleanly (state stays resumable). */
     int (*should_stop)(void *ud);
     size_t stop_after;     /* stop after this many steps in this call (0: no limit) */
+    int *confusion;        /* if not NULL: classes x classes, filled by the final test
+                              evaluation (row = true label) */
     FILE *log;             /* CSV learning curve (header written when at step 0) */
     /* Called at every epoch end with the state (checkpointing); non-zero aborts. */
     int (*epoch_end)(void *ud, dpt_net *net, const dpt_train_state *st, dpt_error *err);

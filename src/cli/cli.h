@@ -17,7 +17,6 @@ typedef struct cli {
     int warmup;
     const char *vary[2];    /* sweep --vary NAME=v1,v2 (up to two) */
     int nvary;
-    int set_arch, set_threads, set_epochs; /* given explicitly */
     size_t stop_after;      /* --stop-after N (hidden; simulates an interruption) */
 } cli;
 

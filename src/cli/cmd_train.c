@@ -216,6 +216,7 @@ int cmd_train(int argc, char **argv)
     dpt_error err = { 0 };
 
     dpt_net *net = NULL;
+    int *conf = NULL; /* confusion matrix to print, C x C */
     dpt_train_state st;
     dpt_train_state_init(&st);
     if (c.resume) {
@@ -235,9 +236,9 @@ int cmd_train(int argc, char **argv)
         if (dpt_checkpoint_load(c.resume, &net, &st, &err))
             return cli_fail(&err);
         dpt_config rcfg = *dpt_net_config(net);
-        if (c.set_epochs)
+        if (opt_given(argc, argv, "epochs"))
             rcfg.epochs = c.cfg.epochs;
-        if (c.set_threads)
+        if (opt_given(argc, argv, "threads"))
             rcfg.threads = c.cfg.threads;
         rcfg.bind = c.cfg.bind;
         if (opt_given(argc, argv, "patience"))
@@ -307,6 +308,10 @@ int cmd_train(int argc, char **argv)
                 c.data ? c.data : "data/mnist", train.n, test.n,
                 c.resume ? " (resumed)" : "");
     }
+    /* the final test evaluation fills the confusion matrix shown for up to 20 classes */
+    const int classes = c.cfg.sizes[c.cfg.nlayers];
+    conf = !c.quiet && classes <= 20 ? calloc((size_t)classes * classes, sizeof *conf) : NULL;
+    o.confusion = conf;
     dpt_train_result res;
     int trc = dpt_train(net, &train, &test, &st, &o, &res, &err);
     progress_done(&r.ui);
@@ -346,25 +351,18 @@ int cmd_train(int argc, char **argv)
         rc = 130;
         goto done;
     }
-    if (!c.quiet && res.has_test) {
+    if (conf && res.has_test) {
         /* per-class confusion matrix of the test set (rows: true class) */
-        int C = c.cfg.sizes[c.cfg.nlayers];
-        int *conf = calloc((size_t)C * C, sizeof *conf);
-        dpt_metrics m;
-        if (conf && !dpt_net_evaluate(net, &test, NULL, 0, o.threads, &m, conf, NULL, NULL,
-                                      &err) && C <= 20) {
-            fprintf(stderr, "confusion matrix (rows: true class, columns: predicted)\n     ");
-            for (int j = 0; j < C; j++)
-                fprintf(stderr, "%6d", j);
+        fprintf(stderr, "confusion matrix (rows: true class, columns: predicted)\n     ");
+        for (int j = 0; j < classes; j++)
+            fprintf(stderr, "%6d", j);
+        fputc('\n', stderr);
+        for (int i = 0; i < classes; i++) {
+            fprintf(stderr, "%4d ", i);
+            for (int j = 0; j < classes; j++)
+                fprintf(stderr, "%6d", conf[i * classes + j]);
             fputc('\n', stderr);
-            for (int i = 0; i < C; i++) {
-                fprintf(stderr, "%4d ", i);
-                for (int j = 0; j < C; j++)
-                    fprintf(stderr, "%6d", conf[i * C + j]);
-                fputc('\n', stderr);
-            }
         }
-        free(conf);
     }
     printf("threads: %d\n", res.threads);
     printf("kernel: %s\n", dpt_gemm_kernel());
@@ -380,6 +378,7 @@ int cmd_train(int argc, char **argv)
     printf("test_cost: %.4f\n", res.test.cost);
     printf("fingerprint: %016llx\n", (unsigned long long)fp);
 done:
+    free(conf);
     dpt_train_state_free(&st);
     dpt_net_free(net);
     dpt_dataset_free(&train);

@@ -123,7 +123,6 @@ int cli_set(cli *c, const char *name, const char *v, const char *where, dpt_erro
         if (dpt_parse_arch(v, g, &e2))
             return dpt_seterr(err, DPT_EINPUT, "%s: %s", where,
                               strchr(e2.msg, ':') ? strchr(e2.msg, ':') + 2 : e2.msg);
-        c->set_arch = 1;
     } else if (!strcmp(name, "optimizer")) {
         if (dpt_optimizer_parse(v, &g->optimizer))
             return dpt_seterr(err, DPT_EINPUT, "%s: unknown optimizer '%s' (sgd, momentum, "
@@ -151,7 +150,6 @@ int cli_set(cli *c, const char *name, const char *v, const char *where, dpt_erro
     } else if (!strcmp(name, "epochs")) {
         INT(0, 100000);
         g->epochs = (int)n;
-        c->set_epochs = 1;
     } else if (!strcmp(name, "dropout")) {
         NUM(0, 1);
         if (d >= 1)
@@ -200,7 +198,6 @@ int cli_set(cli *c, const char *name, const char *v, const char *where, dpt_erro
             INT(1, 1024);
             g->threads = (int)n;
             snprintf(c->threads_list, sizeof c->threads_list, "%ld", n);
-            c->set_threads = 1;
         }
     } else if (!strcmp(name, "bind")) {
         if (!strcmp(v, "core"))

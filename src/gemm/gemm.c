@@ -168,16 +168,10 @@ static void pack_a(const float *a, ptrdiff_t rsa, ptrdiff_t csa, int mc, int kc,
     for (int p = 0; p < mc; p += mr) {
         int m = mc - p < mr ? mc - p : mr;
         const float *src = a + p * rsa;
-        if (csa == 1) {
-            for (int k = 0; k < kc; k++)
-                for (int i = 0; i < mr; i++)
-                    ap[k * mr + i] = i < m ? src[i * rsa + k] : 0.0f;
-        } else {
-            for (int k = 0; k < kc; k++) {
-                const float *s = src + k * csa;
-                for (int i = 0; i < mr; i++)
-                    ap[k * mr + i] = i < m ? s[i * rsa] : 0.0f;
-            }
+        for (int k = 0; k < kc; k++) {
+            const float *s = src + k * csa;
+            for (int i = 0; i < mr; i++)
+                ap[k * mr + i] = i < m ? s[i * rsa] : 0.0f;
         }
         ap += (size_t)mr * kc;
     }

@@ -63,7 +63,6 @@ struct dpt_engine {
     double *bnb[DPT_MAX_LAYERS];   /* [nslices][out][2] per-slice sum dy, sum dy*xhat */
     double *loss;                  /* [maxB] per-row cross-entropy */
     unsigned char *hit;            /* [maxB] per-row correct */
-    size_t units;                  /* total update units */
     size_t unit0[DPT_MAX_LAYERS + 1]; /* first global unit of each layer */
     share *shares;                 /* [T] */
     worker *w;                     /* [T] */
@@ -89,7 +88,6 @@ static void plan_shares(dpt_engine *e)
         total += (double)(net->layer[l].in + 1) * net->layer[l].out;
     }
     e->unit0[net->L] = u;
-    e->units = u;
     for (int t = 0; t < T; t++) {
         e->shares[t].b0 = (int)((long)e->nkb * t / T);
         e->shares[t].b1 = (int)((long)e->nkb * (t + 1) / T);

@@ -205,8 +205,8 @@ finish:
         goto out;
     if (test) {
         res->has_test = 1;
-        if ((rc = dpt_net_evaluate(net, test, NULL, 0, o->threads, &res->test, NULL, NULL,
-                                   NULL, err)))
+        if ((rc = dpt_net_evaluate(net, test, NULL, 0, o->threads, &res->test, o->confusion,
+                                   NULL, NULL, err)))
             goto out;
     }
 out:
