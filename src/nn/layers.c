@@ -21,10 +21,9 @@ void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, 
 void dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1,
                          float *x)
 {
-    const size_t d = ds->dim;
+    const size_t d = ds->dim, w = (size_t)(k1 - k0);
     for (int r = 0; r < B; r++)
-        bytes_to_unit(x + (size_t)r * d + k0, ds->images + (size_t)idx[r] * d + k0,
-                      (size_t)(k1 - k0));
+        bytes_to_unit(x + (size_t)r * w, ds->images + (size_t)idx[r] * d + k0, w);
 }
 
 DPT_CLONES static void sum_row(float *restrict z, const float *restrict part,

@@ -7,7 +7,8 @@
 /* x[r] = images[idx[r]] / 255 for rows [r0, r1) (x has ds->dim floats per row). */
 void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x);
 
-/* Columns [k0, k1) of x[r] = images[idx[r]] / 255 for rows [0, B). */
+/* Columns [k0, k1) of images[idx[r]] / 255 for rows [0, B), into a block of B rows of
+ * k1 - k0 floats: x[r * (k1 - k0) + k - k0]. */
 void dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1,
                          float *x);
 

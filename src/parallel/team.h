@@ -40,7 +40,17 @@ static inline void dpt_thread_slices(int B, int t, int T, int *s0, int *s1)
 enum { DPT_KBLOCKS = 8 };
 
 static inline int dpt_kblocks(int in) { return in < DPT_KBLOCKS ? in : DPT_KBLOCKS; }
-static inline int dpt_kblock_row(int in, int b) { return (int)((long)in * b / dpt_kblocks(in)); }
+static inline int dpt_kblock_row(int in, int b)
+{
+    const int nb = dpt_kblocks(in);
+    if (b >= nb)
+        return in;
+    /* boundaries on multiples of 16 floats (64-byte lines) when the blocks are that
+     * wide: two owners never write the same cache line of the input */
+    if (in >= 16 * nb)
+        return 16 * (int)((long)(in / 16) * b / nb);
+    return (int)((long)in * b / nb);
+}
 
 /* Number of usable cores for the default thread count. */
 int dpt_team_default_threads(void);

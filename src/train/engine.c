@@ -50,8 +50,8 @@ struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
     const char *binding;
-    float *x;                      /* [maxB][sizes[0]] input, pixels / 255; columns of a
-                                      K-block are written by the block's owner */
+    float *x;                      /* [maxB][sizes[0]] input, pixels / 255: rows in
+                                      order, or (K-split batches) block-major, see xblock */
     float *part;                   /* [nkb][maxB][out_0] first-layer K-block partials */
     int nkb;                       /* K-blocks of the first layer */
     float *z[DPT_MAX_LAYERS];      /* [maxB][out] dense output (after ReLU when fused) */
@@ -69,6 +69,26 @@ struct dpt_engine {
     double wall;
     void *block;                   /* the one allocation behind the buffers above */
 };
+
+/* Whether a B-row batch computes the first layer by K-blocks: when the block partials
+ * (nkb x B x out) are smaller than the weights they keep in place (in x out), i.e.
+ * nkb * B <= in. Depends on B only, never on T. */
+static int dpt_ksplit(const dpt_engine *e, int B)
+{
+    return (long)e->nkb * B <= e->net->layer[0].in;
+}
+
+/* K-split batches keep the input block-major: block b (columns [k0, k1)) is B rows of
+ * k1 - k0 floats at x + B * k0, so each owner's blocks are one contiguous run and no
+ * cache line (nor the other core's prefetcher, streaming along rows) is shared. */
+static float *xblock(const dpt_engine *e, int B, int k0) { return e->x + (size_t)B * k0; }
+
+/* First-layer K-block b's partial product [B][out_0], each block on its own lines. */
+static size_t part_stride(int B, int out) { return ((size_t)B * out + 15) & ~(size_t)15; }
+static float *kpart(const dpt_engine *e, int B, int b)
+{
+    return e->part + (size_t)b * part_stride(B, e->net->layer[0].out);
+}
 
 int dpt_engine_threads(const dpt_engine *e) { return e->T; }
 const char *dpt_engine_binding(const dpt_engine *e) { return e->binding; }
@@ -163,7 +183,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
 #define RND(n) (((size_t)(n) + 15) & ~(size_t)15)
     size_t gblock = maxw > GBLOCK ? (size_t)maxw : GBLOCK;
     e->nkb = dpt_kblocks(net->layer[0].in);
-    size_t npart = (size_t)e->nkb * B * net->layer[0].out;
+    size_t npart = (size_t)e->nkb * part_stride(B, net->layer[0].out);
     nf += RND((size_t)B * net->layer[0].in) + (size_t)e->T * RND(gblock) + RND(npart);
     for (int l = 0; l < L; l++) {
         size_t rows = RND((size_t)B * net->layer[l].out);
@@ -231,10 +251,8 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         const share *sh = &e->shares[t];
         for (int b = sh->b0; b < sh->b1; b++) { /* own K-block partials and x columns */
             int k0 = dpt_kblock_row(net->layer[0].in, b), k1 = dpt_kblock_row(net->layer[0].in, b + 1);
-            memset(e->part + (size_t)b * B * net->layer[0].out, 0,
-                   sizeof(float) * (size_t)B * net->layer[0].out);
-            for (int r = 0; r < B; r++)
-                memset(e->x + (size_t)r * net->layer[0].in + k0, 0, sizeof(float) * (k1 - k0));
+            memset(kpart(e, B, b), 0, sizeof(float) * (size_t)B * net->layer[0].out);
+            memset(e->x + (size_t)B * k0, 0, sizeof(float) * (size_t)B * (k1 - k0));
         }
         if (r1 > r0) {
             for (int l = 0; l < L; l++) {
@@ -264,16 +282,6 @@ oom:
                max_batch);
     return NULL;
 }
-
-/* Whether a B-row batch computes the first layer by K-blocks: when the block partials
- * (nkb x B x out) are smaller than the weights they keep in place (in x out), i.e.
- * nkb * B <= in. Depends on B only, never on T. */
-static int dpt_ksplit(const dpt_engine *e, int B)
-{
-    return (long)e->nkb * B <= e->net->layer[0].in;
-}
-
-/* ------------------------------------------------------------ elementwise ------ */
 
 /* ---------------------------------------------------------------- the step ----- */
 
@@ -367,15 +375,27 @@ static void update_share(stepctx *c, int t, worker *wk)
         /* W rows in blocks of ~16 KiB of gradient: compute a block, update it while it
          * is still in L1. */
         const int rb_rows = ly->out >= GBLOCK ? 1 : GBLOCK / ly->out;
-        for (int r = ra; r < wr; r += rb_rows) {
-            int m = wr - r < rb_rows ? wr - r : rb_rows;
+        const int kblocked = l == 0 && dpt_ksplit(e, B);
+        int kb = sh->b0, kend = kblocked ? dpt_kblock_row(ly->in, kb + 1) : wr;
+        for (int r = ra; r < wr;) {
+            if (r == kend) /* next K-block (block-major input) */
+                kend = dpt_kblock_row(ly->in, ++kb + 1);
+            int m = kend - r < rb_rows ? kend - r : rb_rows;
+            const float *xa = in + r;
+            int lda = ly->in;
+            if (kblocked) {
+                int k0 = dpt_kblock_row(ly->in, kb);
+                xa = xblock(e, B, k0) + (r - k0);
+                lda = kend - k0;
+            }
             size_t off = ly->w + (size_t)r * ly->out;
+            r += m;
             /* training keeps the block in a per-thread scratch (the full gradient
              * buffer is only written for dpt_engine_gradient) */
             float *gblock = train ? wk->gblock : net->grads + off;
             double t0 = dpt_now();
-            dpt_sgemm(1, 0, m, ly->out, B, 1.0f, in + r, ly->in, e->dz[l], ly->out, 0.0f,
-                      gblock, ly->out);
+            dpt_sgemm(1, 0, m, ly->out, B, 1.0f, xa, lda, e->dz[l], ly->out, 0.0f, gblock,
+                      ly->out);
             double t1 = dpt_now();
             wk->t_compute += t1 - t0;
             if (train) {
@@ -472,15 +492,12 @@ static void step(stepctx *c)
      * (after a barrier) the block partials of its own rows summed in block order. */
     const int ksplit = dpt_ksplit(e, B);
     if (ksplit) {
-        /* this thread's columns of the input, all blocks at once (longer vector runs) */
-        if (sh->b1 > sh->b0)
-            dpt_load_input_cols(c->ds, c->idx, B, dpt_kblock_row(l0->in, sh->b0),
-                                dpt_kblock_row(l0->in, sh->b1), e->x);
         for (int b = sh->b0; b < sh->b1; b++) {
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
-            dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, e->x + k0, l0->in,
+            dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, B, k0));
+            dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, xblock(e, B, k0), k1 - k0,
                       net->params + l0->w + (size_t)k0 * l0->out, l0->out, 0.0f,
-                      e->part + (size_t)b * B * l0->out, l0->out);
+                      kpart(e, B, b), l0->out);
         }
         tc += dpt_now();
         SYNC(wk);
@@ -495,7 +512,7 @@ static void step(stepctx *c)
         const size_t o = (size_t)r0 * ly->out;
         dpt_epilogue ep = { .bias = bias, .relu = l < L - 1 && !(ly->bn && cfg->bn_before) };
         if (l == 0 && ksplit)
-            dpt_sum_partials(e->z[0], e->part, (size_t)B * ly->out, e->nkb, r0, r1, ly->out,
+            dpt_sum_partials(e->z[0], e->part, part_stride(B, ly->out), e->nkb, r0, r1, ly->out,
                              bias, ep.relu);
         else if (n > 0)
             dpt_sgemm_ex(0, 0, n, ly->out, ly->in, 1.0f, in + (size_t)r0 * ly->in, ly->in, W,
