@@ -246,19 +246,91 @@ Test(engine, a_diverging_run_stops_with_an_error_instead_of_nan_weights, .timeou
     c.lr = 1e38f; /* weights overflow within a few steps */
     c.epochs = 5;
     dpt_dataset ds = synth(500, 6, 5, 8);
-    dpt_error err = { 0 };
-    dpt_net *net = dpt_net_create(&c, &err);
-    dpt_train_state st;
-    dpt_train_state_init(&st);
-    dpt_train_opts o = { .threads = 2 };
-    dpt_train_result res;
-    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_EFAIL);
-    cr_assert(strstr(err.msg, "not finite"), "%s", err.msg);
+    /* batch 4 runs the first layer by K-blocks (a step's gradients are checked at the
+     * next step's barrier), batch 32 by rows; any thread count stops at the same step
+     * with the same weights */
+    int Bs[] = { 4, 32 };
+    for (int b = 0; b < 2; b++) {
+        uint64_t fp1 = 0, steps1 = 0;
+        for (int T = 1; T <= 3; T += 2) {
+            c.batch = Bs[b];
+            dpt_error err = { 0 };
+            dpt_net *net = dpt_net_create(&c, &err);
+            dpt_train_state st;
+            dpt_train_state_init(&st);
+            dpt_train_opts o = { .threads = T };
+            dpt_train_result res;
+            cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_EFAIL);
+            cr_assert(strstr(err.msg, "not finite"), "%s", err.msg);
+            float *p = dpt_net_params(net);
+            for (size_t i = 0; i < dpt_net_nparams(net); i++)
+                cr_assert(isfinite(p[i]), "B=%d T=%d: parameter %zu is %f", Bs[b], T, i, p[i]);
+            if (T == 1) {
+                fp1 = dpt_net_fingerprint(net);
+                steps1 = dpt_net_steps(net);
+            } else {
+                cr_assert_eq(dpt_net_steps(net), steps1, "B=%d: stopped after %llu steps, "
+                             "not %llu", Bs[b], (unsigned long long)dpt_net_steps(net),
+                             (unsigned long long)steps1);
+                cr_assert_eq(dpt_net_fingerprint(net), fp1, "B=%d: weights differ", Bs[b]);
+            }
+            dpt_train_state_free(&st);
+            dpt_net_free(net);
+        }
+    }
+    dpt_dataset_free(&ds);
+}
+
+/* Weights made so that the first step's cost is finite (in double) but its first-layer
+ * gradient overflows float: hidden units all 1e-10, W2 = +-3.3e38 (logits +-1.3e30),
+ * so d cost / d h = (W2[.][0] - W2[.][y]) / B reaches 6.6e38 / B and its sums overflow. */
+static void overflowing_grad(dpt_net *net)
+{
+    /* 36-40-5, parameters in layer order, each layer W [in][out] then b [out], every
+     * tensor starting on a 16-float boundary */
     float *p = dpt_net_params(net);
-    for (size_t i = 0; i < dpt_net_nparams(net); i++)
-        cr_assert(isfinite(p[i]), "parameter %zu is %f", i, p[i]);
-    dpt_train_state_free(&st);
-    dpt_net_free(net);
+    cr_assert_eq(dpt_net_nparams(net), 36 * 40 + 48 + 40 * 5 + 8 + 16);
+    float *w1 = p, *b1 = w1 + 36 * 40, *w2 = b1 + 48;
+    for (int i = 0; i < 36 * 40; i++)
+        w1[i] = 0;
+    for (int j = 0; j < 40; j++) {
+        b1[j] = 1e-10f;
+        for (int k = 0; k < 5; k++)
+            w2[j * 5 + k] = k == 0 ? 3.3e38f : -3.3e38f;
+    }
+}
+
+Test(engine, a_non_finite_gradient_with_a_finite_cost_stops_the_run, .timeout = 60)
+{
+    dpt_config c = tiny_config("36-40-5");
+    c.optimizer = DPT_SGD;
+    c.lr = 1e-3f;
+    c.epochs = 1;
+    dpt_dataset ds = synth(200, 6, 5, 8);
+    /* K-split and row batches; the bad step inside a chunk of steps (checked at the next
+     * step's barrier) and as the chunk's last step (checked after it) */
+    int Bs[] = { 4, 32 };
+    for (int b = 0; b < 4; b++)
+        for (int T = 1; T <= 3; T += 2) {
+            c.batch = Bs[b % 2];
+            dpt_error err = { 0 };
+            dpt_net *net = dpt_net_create(&c, &err);
+            overflowing_grad(net);
+            dpt_train_state st;
+            dpt_train_state_init(&st);
+            dpt_train_opts o = { .threads = T, .stop_after = b < 2 ? 0 : 1 };
+            dpt_train_result res;
+            cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_EFAIL,
+                         "B=%d T=%d", Bs[b % 2], T);
+            cr_assert(strstr(err.msg, "diverged at step 1:"), "B=%d T=%d: %s", Bs[b % 2], T,
+                      err.msg);
+            cr_assert_eq(dpt_net_steps(net), 0, "B=%d T=%d", Bs[b % 2], T);
+            float *p = dpt_net_params(net);
+            for (size_t i = 0; i < dpt_net_nparams(net); i++)
+                cr_assert(isfinite(p[i]), "B=%d T=%d: parameter %zu is %f", Bs[b % 2], T, i, p[i]);
+            dpt_train_state_free(&st);
+            dpt_net_free(net);
+        }
     dpt_dataset_free(&ds);
 }
 

@@ -34,7 +34,7 @@ typedef struct worker {
     double *acc;                  /* [maxw] bias-gradient column sums */
     float *gblock;                /* [GBLOCK] a block of weight gradient */
     double t_compute, t_sync, t_update;
-    int bad_grad;
+    int bad_grad[2];              /* a non-finite gradient seen in a step of parity i */
 } worker;
 
 /* A thread's share of the update: units [u0, u1) of the global unit list. Unit u of
@@ -299,6 +299,7 @@ typedef struct stepctx {
     double cost;     /* out: mean cross-entropy of the batch (each thread the same) */
     size_t correct;
     int bad_cost;
+    int prev_bad;    /* out: the previous step of the chunk had a non-finite gradient */
 } stepctx;
 
 #define SYNC(wk)                                                                       \
@@ -356,6 +357,7 @@ static void update_share(stepctx *c, int t, worker *wk)
     dpt_net *net = e->net;
     const int B = c->B;
     const share *sh = &e->shares[t];
+    int bad = 0;
     for (int l = 0; l < net->L; l++) {
         const dpt_layer *ly = &net->layer[l];
         size_t u0 = e->unit0[l], u1 = e->unit0[l + 1];
@@ -399,7 +401,7 @@ static void update_share(stepctx *c, int t, worker *wk)
             double t1 = dpt_now();
             wk->t_compute += t1 - t0;
             if (train) {
-                wk->bad_grad |= dpt_optim_update(net, gblock, off, off + (size_t)m * ly->out,
+                bad |= dpt_optim_update(net, gblock, off, off + (size_t)m * ly->out,
                                                  1, B, tstep);
                 wk->t_update += dpt_now() - t1;
             }
@@ -431,12 +433,12 @@ static void update_share(stepctx *c, int t, worker *wk)
             continue;
         double t1 = dpt_now();
         if (rb > ly->in) {
-            wk->bad_grad |= dpt_optim_update(net, net->grads + ly->b, ly->b, ly->b + ly->out,
+            bad |= dpt_optim_update(net, net->grads + ly->b, ly->b, ly->b + ly->out,
                                              0, B, tstep);
             if (ly->bn) {
-                wk->bad_grad |= dpt_optim_update(net, net->grads + ly->gamma, ly->gamma,
+                bad |= dpt_optim_update(net, net->grads + ly->gamma, ly->gamma,
                                                  ly->gamma + ly->out, 0, B, tstep);
-                wk->bad_grad |= dpt_optim_update(net, net->grads + ly->beta, ly->beta,
+                bad |= dpt_optim_update(net, net->grads + ly->beta, ly->beta,
                                                  ly->beta + ly->out, 0, B, tstep);
                 /* running statistics, as PyTorch: unbiased variance, momentum 0.1 */
                 const double *mean = wk->mean + (size_t)l * e->maxw;
@@ -452,6 +454,16 @@ static void update_share(stepctx *c, int t, worker *wk)
         }
         wk->t_update += dpt_now() - t1;
     }
+    wk->bad_grad[c->step & 1] |= bad;
+}
+
+/* Whether any thread's update of a step of parity `par` met a non-finite gradient. */
+static int bad_grads(const dpt_engine *e, int par)
+{
+    int bad = 0;
+    for (int t = 0; t < e->T; t++)
+        bad |= e->w[t].bad_grad[par];
+    return bad;
 }
 
 /* One step, run by every thread of the team. */
@@ -558,6 +570,13 @@ static void step(stepctx *c)
     tc += dpt_now();
     wk->t_compute += tc;
     SYNC(wk);
+    /* Every update of the previous step is done now (each thread finished it before
+     * this barrier; none can have started this step's, which sets the other parity):
+     * a non-finite gradient there stops the chunk before this step changes anything. */
+    if (c->mode == MODE_TRAIN && bad_grads(e, (int)((c->step + 1) & 1))) {
+        c->prev_bad = 1;
+        return;
+    }
 
     /* Every thread sums the batch cost in row order: the same value everywhere, so a
      * non-finite cost stops all threads before any update. */
@@ -574,15 +593,12 @@ static void step(stepctx *c)
         c->correct = correct;
     }
     update_share(c, t, wk);
-    SYNC(wk);
-}
-
-static int bad_grads(const dpt_engine *e)
-{
-    int bad = 0;
-    for (int t = 0; t < e->T; t++)
-        bad |= e->w[t].bad_grad;
-    return bad;
+    /* The next step may start without waiting when both steps are K-split: before its
+     * first barrier a thread reads only its own K-blocks' weights (which it updated
+     * itself) and writes only its own blocks of input and partials (which only it
+     * reads in this update). A row-layout step's update reads every row of x. */
+    if (!c->next || !ksplit || !dpt_ksplit(e, c->nextB))
+        SYNC(wk);
 }
 
 int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order,
@@ -598,11 +614,12 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
     const uint64_t step0 = e->net->step;
     size_t done = 0;
     int failed = 0;
-    double csum = 0;
-    size_t hits = 0;
+    double csum = 0, pcost = 0;
+    size_t hits = 0, phits = 0;
+    int pending = 0; /* a step whose cost is in pcost, its update not yet known good */
     double w0 = dpt_now();
     for (int t = 0; t < e->T; t++)
-        e->w[t].bad_grad = 0;
+        e->w[t].bad_grad[0] = e->w[t].bad_grad[1] = 0;
     stepctx c = { .e = e, .ds = ds, .mode = MODE_TRAIN };
 #ifdef _OPENMP
 #pragma omp parallel num_threads(e->T) firstprivate(c)
@@ -624,19 +641,37 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
             c.nextB = c.next ? (int)(n - nstart < (size_t)batch ? n - nstart : (size_t)batch) : 0;
             c.step = step0 + s;
             step(&c);
-            /* after the end-of-step barrier every thread sees every flag */
-            int stop = c.bad_cost || bad_grads(e);
-            if (dpt_tid() == 0) {
-                if (!stop) {
-                    csum += c.cost;
-                    hits += c.correct;
-                    done = s + 1;
-                } else {
+            /* Every thread takes the same decisions: the cost is summed by each, and
+             * the previous step's gradient flags are read after a barrier. A step's
+             * gradients are known good only at the next step (or the region's end). */
+            if (c.prev_bad || c.bad_cost) {
+                if (dpt_tid() == 0) {
                     failed = 1;
+                    pending = pending && !c.prev_bad;
                 }
-            }
-            if (stop)
                 break;
+            }
+            if (dpt_tid() == 0) {
+                if (pending) {
+                    csum += pcost;
+                    hits += phits;
+                    done++;
+                }
+                pcost = c.cost;
+                phits = c.correct;
+                pending = 1;
+            }
+        }
+    }
+    /* the last step's update: after the region's barrier every flag is visible (an
+     * earlier step's bad gradient would have stopped the loop) */
+    if (pending) {
+        if (bad_grads(e, 0) || bad_grads(e, 1)) {
+            failed = 1;
+        } else {
+            csum += pcost;
+            hits += phits;
+            done++;
         }
     }
     e->net->step = step0 + done;
