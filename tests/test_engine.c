@@ -2,6 +2,7 @@
  * batchnorm in both placements, dropout with its fixed mask), thread-count invariance
  * of single steps and of whole runs, and learning on real data. */
 #include "nets.h"
+#include "nn/layers.h"
 
 #include <math.h>
 
@@ -59,6 +60,49 @@ static void gradcheck_on(dpt_config c, int side, int B)
 }
 
 static void gradcheck(dpt_config c) { gradcheck_on(c, 2, 9); }
+
+/* Softmax + cross-entropy (its own vectorised exp) against double precision, over
+ * logits from equal to 100 apart, including rows whose small terms underflow. */
+Test(engine, softmax_cross_entropy_matches_double_precision)
+{
+    enum { R = 64, C = 10 };
+    float z[R * C], p[R * C], dz[R * C];
+    double loss[R];
+    unsigned char hit[R];
+    uint8_t labels[R];
+    uint32_t idx[R];
+    uint64_t s = 5;
+    for (int r = 0; r < R; r++) {
+        float spread = r < 8 ? 0.0f : (float)r * 1.6f; /* 0 .. 100 */
+        for (int j = 0; j < C; j++)
+            z[r * C + j] = ((float)(dpt_rand64(s, 1, (uint64_t)(r * C + j)) >> 40) /
+                                (float)(1 << 24) - 0.5f) * spread + (float)r;
+        labels[r] = (uint8_t)(r % C);
+        idx[r] = (uint32_t)r;
+    }
+    dpt_softmax_xent(z, p, dz, 0, R, C, labels, idx, R, loss, hit);
+    for (int r = 0; r < R; r++) {
+        double m = z[r * C], sum = 0;
+        int arg = 0;
+        for (int j = 1; j < C; j++)
+            if (z[r * C + j] > m)
+                m = z[r * C + j], arg = j;
+        for (int j = 0; j < C; j++)
+            sum += exp((double)z[r * C + j] - m);
+        double want = m + log(sum) - z[r * C + labels[r]];
+        cr_assert(fabs(loss[r] - want) <= 1e-6 * (1 + fabs(want)), "row %d: loss %.9g, want %.9g",
+                  r, loss[r], want);
+        cr_assert_eq(hit[r], arg == labels[r]);
+        for (int j = 0; j < C; j++) {
+            /* z_j - max is rounded to float (half an ulp of its size) before exp */
+            double d = fabs((double)z[r * C + j] - m), pj = exp(-d) / sum;
+            cr_assert(fabs(p[r * C + j] - pj) <= (4e-7 + 6e-8 * d) * pj + 1e-37,
+                      "row %d p[%d] = %.9g, want %.9g", r, j, p[r * C + j], pj);
+            double g = (pj - (j == labels[r])) / R;
+            cr_assert(fabs(dz[r * C + j] - g) <= 1e-8, "row %d dz[%d]", r, j);
+        }
+    }
+}
 
 Test(engine, dense_relu_softmax_gradients_match_finite_differences, .timeout = 60)
 {

@@ -4,6 +4,7 @@
 #include "util/rng.h"
 
 #include <math.h>
+#include <string.h>
 
 DPT_CLONES static void bytes_to_unit(float *restrict dst, const uint8_t *restrict src, size_t n)
 {
@@ -94,10 +95,41 @@ DPT_CLONES void dpt_ew_relu_grad(float *restrict g, const float *restrict a,
 /* Softmax + cross-entropy for rows [r0, r1): probabilities into p, d cost / d logits
  * = (p - onehot) / B into dz (if not NULL), per-row loss (log-sum-exp in double) and
  * whether the argmax is the label. */
-void dpt_softmax_xent(const float *z, float *p, float *dz, int r0, int r1, int C,
-                         const uint8_t *labels, const uint32_t *idx, int B, double *loss,
-                         unsigned char *hit)
+/* x = exp(x) for x <= 0 (x - max of a row), n of them: Cody-Waite reduction
+ * x = k ln2 + r, |r| <= ln2/2, a degree-7 Taylor polynomial for e^r (relative error
+ * below 2e-7) and 2^k from the exponent bits; exp(x) underflows to 0 below -87. Plain
+ * float operations in a fixed order (no contraction), so every clone gives the same
+ * bits; vectorised, unlike a libm call per element. */
+DPT_CLONES static void exp_nonpos(float *x, size_t n)
 {
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i] < -87.0f ? -87.0f : x[i];
+        float t = xi * 1.44269504f + 12582912.0f; /* round(x / ln2) by the 1.5*2^23 trick */
+        float k = t - 12582912.0f;
+        float r = xi - k * 0.693359375f;          /* ln2 = 0.693359375 - 2.12194440e-4 */
+        r = r + k * 2.12194440e-4f;
+        float p = 1.0f / 5040.0f;
+        p = p * r + 1.0f / 720.0f;
+        p = p * r + 1.0f / 120.0f;
+        p = p * r + 1.0f / 24.0f;
+        p = p * r + 1.0f / 6.0f;
+        p = p * r + 0.5f;
+        p = p * r + 1.0f;
+        p = p * r + 1.0f;
+        uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;
+        float scale;
+        memcpy(&scale, &bits, sizeof scale);
+        x[i] = x[i] < -87.0f ? 0.0f : p * scale;
+    }
+}
+
+void dpt_softmax_xent(const float *z, float *p, float *dz, int r0, int r1, int C,
+                      const uint8_t *labels, const uint32_t *idx, int B, double *loss,
+                      unsigned char *hit)
+{
+    if (r1 <= r0)
+        return;
+    /* shifted logits z - max of each row into p, then one vectorised exp over them */
     for (int r = r0; r < r1; r++) {
         const float *zr = z + (size_t)r * C;
         float *pr = p + (size_t)r * C;
@@ -106,15 +138,21 @@ void dpt_softmax_xent(const float *z, float *p, float *dz, int r0, int r1, int C
         for (int j = 1; j < C; j++)
             if (zr[j] > m)
                 m = zr[j], arg = j;
-        /* e_j = exp(z_j - max) once; the sum in double, so the loss is exact enough */
-        double s = 0;
-        for (int j = 0; j < C; j++) {
-            double ej = exp((double)zr[j] - m);
-            pr[j] = (float)ej;
-            s += ej;
-        }
-        loss[r] = m + log(s) - zr[y];
+        for (int j = 0; j < C; j++)
+            pr[j] = zr[j] - m;
         hit[r] = arg == y;
+        loss[r] = m; /* completed below */
+    }
+    float *pp = p + (size_t)r0 * C;
+    exp_nonpos(pp, (size_t)(r1 - r0) * C);
+    for (int r = r0; r < r1; r++) {
+        const float *zr = z + (size_t)r * C;
+        float *pr = p + (size_t)r * C;
+        int y = labels[idx[r]];
+        double s = 0; /* the sum and the log in double */
+        for (int j = 0; j < C; j++)
+            s += pr[j];
+        loss[r] = loss[r] + log(s) - zr[y]; /* max + log sum exp(z_j - max) - z_y */
         double rs = 1.0 / s;
         for (int j = 0; j < C; j++)
             pr[j] = (float)(pr[j] * rs);
