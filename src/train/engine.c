@@ -90,6 +90,13 @@ static float *kpart(const dpt_engine *e, int B, int b)
     return e->part + (size_t)b * part_stride(B, e->net->layer[0].out);
 }
 
+/* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
+ * or dropout transform it, else the dense output z itself (ReLU fused; no copy). */
+static const float *act(const dpt_engine *e, int l)
+{
+    return e->net->layer[l].bn || e->net->cfg.dropout > 0 ? e->h[l] : e->z[l];
+}
+
 int dpt_engine_threads(const dpt_engine *e) { return e->T; }
 const char *dpt_engine_binding(const dpt_engine *e) { return e->binding; }
 
@@ -371,7 +378,7 @@ static void update_share(stepctx *c, int t, worker *wk)
         }
         if (ra >= rb)
             continue;
-        const float *in = l ? e->h[l - 1] : e->x;
+        const float *in = l ? act(e, l - 1) : e->x;
         const int train = c->mode == MODE_TRAIN && !c->bad_cost;
         const uint64_t tstep = c->step + 1;
         /* W rows in blocks of ~16 KiB of gradient: compute a block, update it while it
@@ -519,7 +526,7 @@ static void step(stepctx *c)
     }
     for (int l = 0; l < L; l++) {
         const dpt_layer *ly = &net->layer[l];
-        const float *in = l ? e->h[l - 1] : e->x;
+        const float *in = l ? act(e, l - 1) : e->x;
         const float *W = net->params + ly->w, *bias = net->params + ly->b;
         const size_t o = (size_t)r0 * ly->out;
         dpt_epilogue ep = { .bias = bias, .relu = l < L - 1 && !(ly->bn && cfg->bn_before) };
@@ -542,8 +549,6 @@ static void step(stepctx *c)
         if (p > 0) {
             dpt_dropout_mask(e->dmask[l], r0, r1, ly->out, p, cfg->seed, l, c->step);
             dpt_ew_mul(e->h[l] + o, cur + o, e->dmask[l] + o, (size_t)n * ly->out);
-        } else if (!ly->bn && n > 0) {
-            memcpy(e->h[l] + o, cur + o, sizeof(float) * (size_t)n * ly->out);
         }
     }
     for (int l = L - 1; l >= 1; l--) {
