@@ -221,9 +221,12 @@ Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
     c.weight_decay = 1e-4f;
     c.epochs = 3;
     c.val_split = 0.2;
-    int Bs[] = { 32, 33, 100 };
+    /* 256 inputs: B = 6, 32 and 33 run the first layer by K-blocks (6 and 33 end each
+     * epoch with a shorter batch, which may start before the longer one's update is
+     * done), B = 100 by rows */
+    int Bs[] = { 6, 32, 33, 100 };
     int Ts[] = { 2, 3, 4, 8 };
-    for (int b = 0; b < 3; b++) {
+    for (int b = 0; b < 4; b++) {
         c.batch = Bs[b];
         uint64_t one = run(c, 1, 0);
         for (int t = 0; t < 4; t++)

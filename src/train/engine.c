@@ -79,15 +79,17 @@ static int dpt_ksplit(const dpt_engine *e, int B)
 }
 
 /* K-split batches keep the input block-major: block b (columns [k0, k1)) is B rows of
- * k1 - k0 floats at x + B * k0, so each owner's blocks are one contiguous run and no
- * cache line (nor the other core's prefetcher, streaming along rows) is shared. */
-static float *xblock(const dpt_engine *e, int B, int k0) { return e->x + (size_t)B * k0; }
+ * k1 - k0 floats at x + maxB * k0, so each owner's blocks are one contiguous run and no
+ * cache line (nor the other core's prefetcher, streaming along rows) is shared. The
+ * place depends on maxB, not on this batch's B: a step may begin before the others
+ * finished the last one's update, which still reads their blocks of a longer batch. */
+static float *xblock(const dpt_engine *e, int k0) { return e->x + (size_t)e->maxB * k0; }
 
 /* First-layer K-block b's partial product [B][out_0], each block on its own lines. */
 static size_t part_stride(int B, int out) { return ((size_t)B * out + 15) & ~(size_t)15; }
-static float *kpart(const dpt_engine *e, int B, int b)
+static float *kpart(const dpt_engine *e, int b)
 {
-    return e->part + (size_t)b * part_stride(B, e->net->layer[0].out);
+    return e->part + (size_t)b * part_stride(e->maxB, e->net->layer[0].out);
 }
 
 /* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
@@ -258,8 +260,8 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         const share *sh = &e->shares[t];
         for (int b = sh->b0; b < sh->b1; b++) { /* own K-block partials and x columns */
             int k0 = dpt_kblock_row(net->layer[0].in, b), k1 = dpt_kblock_row(net->layer[0].in, b + 1);
-            memset(kpart(e, B, b), 0, sizeof(float) * (size_t)B * net->layer[0].out);
-            memset(e->x + (size_t)B * k0, 0, sizeof(float) * (size_t)B * (k1 - k0));
+            memset(kpart(e, b), 0, sizeof(float) * (size_t)B * net->layer[0].out);
+            memset(xblock(e, k0), 0, sizeof(float) * (size_t)B * (k1 - k0));
         }
         if (r1 > r0) {
             for (int l = 0; l < L; l++) {
@@ -394,7 +396,7 @@ static void update_share(stepctx *c, int t, worker *wk)
             int lda = ly->in;
             if (kblocked) {
                 int k0 = dpt_kblock_row(ly->in, kb);
-                xa = xblock(e, B, k0) + (r - k0);
+                xa = xblock(e, k0) + (r - k0);
                 lda = kend - k0;
             }
             size_t off = ly->w + (size_t)r * ly->out;
@@ -513,10 +515,10 @@ static void step(stepctx *c)
     if (ksplit) {
         for (int b = sh->b0; b < sh->b1; b++) {
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
-            dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, B, k0));
-            dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, xblock(e, B, k0), k1 - k0,
+            dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
+            dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, xblock(e, k0), k1 - k0,
                       net->params + l0->w + (size_t)k0 * l0->out, l0->out, 0.0f,
-                      kpart(e, B, b), l0->out);
+                      kpart(e, b), l0->out);
         }
         tc += dpt_now();
         SYNC(wk);
@@ -531,7 +533,7 @@ static void step(stepctx *c)
         const size_t o = (size_t)r0 * ly->out;
         dpt_epilogue ep = { .bias = bias, .relu = l < L - 1 && !(ly->bn && cfg->bn_before) };
         if (l == 0 && ksplit)
-            dpt_sum_partials(e->z[0], e->part, part_stride(B, ly->out), e->nkb, r0, r1, ly->out,
+            dpt_sum_partials(e->z[0], e->part, part_stride(e->maxB, ly->out), e->nkb, r0, r1, ly->out,
                              bias, ep.relu);
         else if (n > 0)
             dpt_sgemm_ex(0, 0, n, ly->out, ly->in, 1.0f, in + (size_t)r0 * ly->in, ly->in, W,
