@@ -71,11 +71,15 @@ struct dpt_engine {
 };
 
 /* Whether a B-row batch computes the first layer by K-blocks: when the block partials
- * (nkb x B x out) are smaller than the weights they keep in place (in x out), i.e.
- * nkb * B <= in. Depends on B only, never on T. */
+ * (nkb x B x out) are at most three times the weights they keep in place (in x out),
+ * i.e. nkb * B <= 3 in (B <= 294 for 784 inputs). Each thread then reads the others'
+ * partials of its rows, (T-1)/T of nkb x B/T x out, instead of the (T-1)/T of the
+ * weights the others just updated plus their input rows. Measured (bench/RESULTS.md):
+ * 2 threads +7.5% at B = 128, about equal at 256, slower at 384; one thread -4% at 128.
+ * Depends on B only, never on T. */
 static int dpt_ksplit(const dpt_engine *e, int B)
 {
-    return (long)e->nkb * B <= e->net->layer[0].in;
+    return (long)e->nkb * B <= 3L * e->net->layer[0].in;
 }
 
 /* K-split batches keep the input block-major: block b (columns [k0, k1)) is B rows of
