@@ -206,6 +206,24 @@ else
     bad "bench output: $(cat "$T/out")"
 fi
 
+# --- benchmark scripts (argument checks and one tiny comparison) -----------------
+if AB_DATA=$DATA bench/ab 2 "--epochs 1 --arch 784-16-10 --batch 64" "$DPTRAIN" "$DPTRAIN" >"$T/ab" 2>&1 &&
+    [ "$(grep -cE '^.*dptrain: median [0-9]+  best [0-9]+  runs: [0-9]+ [0-9]+$' "$T/ab")" -eq 2 ]; then
+    ok "bench/ab compares two builds"
+else
+    bad "bench/ab: $(cat "$T/ab")"
+fi
+if ! bench/ab 0 "" "$DPTRAIN" >/dev/null 2>"$T/err" && grep -q "REPS: '0'" "$T/err"; then
+    ok "bench/ab refuses 0 repetitions"
+else
+    bad "bench/ab 0: $(cat "$T/err")"
+fi
+if ! bench/peers/run --rounds two >/dev/null 2>"$T/err" && grep -q "rounds: 'two'" "$T/err"; then
+    ok "bench/peers/run refuses a bad --rounds"
+else
+    bad "peers --rounds two: $(cat "$T/err")"
+fi
+
 echo "cli: $pass passed, $fail failed"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
