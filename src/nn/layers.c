@@ -92,9 +92,6 @@ DPT_CLONES void dpt_ew_relu_grad(float *restrict g, const float *restrict a,
             g[i] = a[i] > 0.0f ? g[i] : 0.0f;
 }
 
-/* Softmax + cross-entropy for rows [r0, r1): probabilities into p, d cost / d logits
- * = (p - onehot) / B into dz (if not NULL), per-row loss (log-sum-exp in double) and
- * whether the argmax is the label. */
 /* x = exp(x) for x <= 0 (x - max of a row), n of them: Cody-Waite reduction
  * x = k ln2 + r, |r| <= ln2/2, a degree-7 Taylor polynomial for e^r (relative error
  * below 2e-7) and 2^k from the exponent bits; exp(x) underflows to 0 below -87. Plain
@@ -123,6 +120,9 @@ DPT_CLONES static void exp_nonpos(float *x, size_t n)
     }
 }
 
+/* Softmax + cross-entropy for rows [r0, r1): probabilities into p, d cost / d logits
+ * = (p - onehot) / B into dz (if not NULL), per-row loss (log-sum-exp in double) and
+ * whether the argmax is the label. */
 void dpt_softmax_xent(const float *z, float *p, float *dz, int r0, int r1, int C,
                       const uint8_t *labels, const uint32_t *idx, int B, double *loss,
                       unsigned char *hit)

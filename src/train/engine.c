@@ -414,8 +414,8 @@ static void update_share(stepctx *c, int t, worker *wk)
             double t1 = dpt_now();
             wk->t_compute += t1 - t0;
             if (train) {
-                bad |= dpt_optim_update(net, gblock, off, off + (size_t)m * ly->out,
-                                                 1, B, tstep);
+                bad |= dpt_optim_update(net, gblock, off, off + (size_t)m * ly->out, 1, B,
+                                        tstep);
                 wk->t_update += dpt_now() - t1;
             }
         }
@@ -446,13 +446,13 @@ static void update_share(stepctx *c, int t, worker *wk)
             continue;
         double t1 = dpt_now();
         if (rb > ly->in) {
-            bad |= dpt_optim_update(net, net->grads + ly->b, ly->b, ly->b + ly->out,
-                                             0, B, tstep);
+            bad |= dpt_optim_update(net, net->grads + ly->b, ly->b, ly->b + ly->out, 0, B,
+                                    tstep);
             if (ly->bn) {
                 bad |= dpt_optim_update(net, net->grads + ly->gamma, ly->gamma,
-                                                 ly->gamma + ly->out, 0, B, tstep);
+                                        ly->gamma + ly->out, 0, B, tstep);
                 bad |= dpt_optim_update(net, net->grads + ly->beta, ly->beta,
-                                                 ly->beta + ly->out, 0, B, tstep);
+                                        ly->beta + ly->out, 0, B, tstep);
                 /* running statistics, as PyTorch: unbiased variance, momentum 0.1 */
                 const double *mean = wk->mean + (size_t)l * e->maxw;
                 const double *var = wk->var + (size_t)l * e->maxw;
@@ -537,8 +537,8 @@ static void step(stepctx *c)
         const size_t o = (size_t)r0 * ly->out;
         dpt_epilogue ep = { .bias = bias, .relu = l < L - 1 && !(ly->bn && cfg->bn_before) };
         if (l == 0 && ksplit)
-            dpt_sum_partials(e->z[0], e->part, part_stride(e->maxB, ly->out), e->nkb, r0, r1, ly->out,
-                             bias, ep.relu);
+            dpt_sum_partials(e->z[0], e->part, part_stride(e->maxB, ly->out), e->nkb, r0, r1,
+                             ly->out, bias, ep.relu);
         else if (n > 0)
             dpt_sgemm_ex(0, 0, n, ly->out, ly->in, 1.0f, in + (size_t)r0 * ly->in, ly->in, W,
                          ly->out, 0.0f, e->z[l] + o, ly->out, &ep);
