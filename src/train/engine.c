@@ -108,12 +108,16 @@ const char *dpt_engine_binding(const dpt_engine *e) { return e->binding; }
 
 /* Splits the work of the update phase: thread t owns the first layer's K-blocks
  * [t*nkb/T, (t+1)*nkb/T) (their W rows), and a contiguous run of the other units chosen so
- * that every thread's total cost (out_l per unit) is about equal. */
+ * that every thread's total cost (out_l per unit) is about equal. With K-blocks a
+ * first-layer row also costs its share of the forward product, between the same two
+ * barriers, so it counts twice (784 inputs make 49 sixteen-wide groups: one thread has
+ * a group more, and takes fewer of the other units). */
 static void plan_shares(dpt_engine *e)
 {
     dpt_net *net = e->net;
     const int T = e->T, in0 = net->layer[0].in, out0 = net->layer[0].out;
-    double total = 0;
+    const double w0 = dpt_ksplit(e, e->maxB) ? 2.0 : 1.0; /* a first-layer row's weight */
+    double total = (w0 - 1.0) * in0 * out0;
     size_t u = 0;
     for (int l = 0; l < net->L; l++) {
         e->unit0[l] = u;
@@ -126,7 +130,7 @@ static void plan_shares(dpt_engine *e)
         e->shares[t].b1 = (int)((long)e->nkb * (t + 1) / T);
     }
 #define BLOCKCOST(t)                                                                   \
-    ((double)(dpt_kblock_row(in0, e->shares[t].b1) - dpt_kblock_row(in0, e->shares[t].b0)) * \
+    (w0 * (dpt_kblock_row(in0, e->shares[t].b1) - dpt_kblock_row(in0, e->shares[t].b0)) * \
      out0)
     int t = 0;
     double have = BLOCKCOST(0);
