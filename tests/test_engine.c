@@ -3,6 +3,7 @@
  * of single steps and of whole runs, and learning on real data. */
 #include "nets.h"
 #include "nn/layers.h"
+#include "parallel/team.h"
 
 #include <math.h>
 
@@ -60,6 +61,30 @@ static void gradcheck_on(dpt_config c, int side, int B)
 }
 
 static void gradcheck(dpt_config c) { gradcheck_on(c, 2, 9); }
+
+/* The first layer's K-blocks cover [0, in) in order, none empty, and (from 16 inputs
+ * per block) start on multiples of 16 floats, so two owners never share a cache line
+ * of the block-major input. */
+Test(engine, k_blocks_cover_the_inputs_on_cache_line_edges)
+{
+    for (int in = 1; in <= 3100; in++) {
+        const int nb = dpt_kblocks(in);
+        cr_assert(nb >= 1 && nb <= DPT_KBLOCKS);
+        cr_assert_eq(dpt_kblock_row(in, 0), 0, "in=%d", in);
+        cr_assert_eq(dpt_kblock_row(in, nb), in, "in=%d", in);
+        for (int b = 0; b < nb; b++) {
+            int k0 = dpt_kblock_row(in, b), k1 = dpt_kblock_row(in, b + 1);
+            cr_assert_lt(k0, k1, "in=%d: block %d is [%d, %d)", in, b, k0, k1);
+            if (in >= 16 * nb)
+                cr_assert_eq(k0 % 16, 0, "in=%d: block %d starts at %d", in, b, k0);
+        }
+    }
+    /* 784 inputs: 49 groups of 16 in blocks of 6 or 7 groups */
+    for (int b = 0; b < 8; b++) {
+        int w = dpt_kblock_row(784, b + 1) - dpt_kblock_row(784, b);
+        cr_assert(w == 96 || w == 112, "block %d of 784 is %d wide", b, w);
+    }
+}
 
 /* Softmax + cross-entropy (its own vectorised exp) against double precision, over
  * logits from equal to 100 apart, including rows whose small terms underflow. */
