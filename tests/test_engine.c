@@ -311,48 +311,6 @@ Test(engine, a_run_stopped_midway_and_resumed_from_its_checkpoint_ends_identical
     dpt_dataset_free(&ds);
 }
 
-Test(engine, a_diverging_run_stops_with_an_error_instead_of_nan_weights, .timeout = 60)
-{
-    dpt_config c = tiny_config("36-40-5");
-    c.optimizer = DPT_SGD;
-    c.lr = 1e38f; /* weights overflow within a few steps */
-    c.epochs = 5;
-    dpt_dataset ds = synth(500, 6, 5, 8);
-    /* batch 4 runs the first layer by K-blocks (a step's gradients are checked at the
-     * next step's barrier), batch 32 by rows; any thread count stops at the same step
-     * with the same weights */
-    int Bs[] = { 4, 32 };
-    for (int b = 0; b < 2; b++) {
-        uint64_t fp1 = 0, steps1 = 0;
-        for (int T = 1; T <= 3; T += 2) {
-            c.batch = Bs[b];
-            dpt_error err = { 0 };
-            dpt_net *net = dpt_net_create(&c, &err);
-            dpt_train_state st;
-            dpt_train_state_init(&st);
-            dpt_train_opts o = { .threads = T };
-            dpt_train_result res;
-            cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_EFAIL);
-            cr_assert(strstr(err.msg, "not finite"), "%s", err.msg);
-            float *p = dpt_net_params(net);
-            for (size_t i = 0; i < dpt_net_nparams(net); i++)
-                cr_assert(isfinite(p[i]), "B=%d T=%d: parameter %zu is %f", Bs[b], T, i, p[i]);
-            if (T == 1) {
-                fp1 = dpt_net_fingerprint(net);
-                steps1 = dpt_net_steps(net);
-            } else {
-                cr_assert_eq(dpt_net_steps(net), steps1, "B=%d: stopped after %llu steps, "
-                             "not %llu", Bs[b], (unsigned long long)dpt_net_steps(net),
-                             (unsigned long long)steps1);
-                cr_assert_eq(dpt_net_fingerprint(net), fp1, "B=%d: weights differ", Bs[b]);
-            }
-            dpt_train_state_free(&st);
-            dpt_net_free(net);
-        }
-    }
-    dpt_dataset_free(&ds);
-}
-
 /* Weights made so that the first step's cost is finite (in double) but its first-layer
  * gradient overflows float: hidden units all 1e-10, W2 = +-3.3e38 (logits +-1.3e30),
  * so d cost / d h = (W2[.][0] - W2[.][y]) / B reaches 6.6e38 / B and its sums overflow. */
@@ -372,6 +330,62 @@ static void overflowing_grad(dpt_net *net)
     }
 }
 
+/* Trains c on ds with T threads (weights first set by prepare, if given), expects the
+ * run to fail with finite weights, and returns the net for further checks. */
+static dpt_net *train_to_failure(dpt_config c, const dpt_dataset *ds, int T,
+                                 size_t stop_after, void (*prepare)(dpt_net *),
+                                 dpt_error *err)
+{
+    dpt_net *net = dpt_net_create(&c, err);
+    cr_assert_not_null(net, "%s", err->msg);
+    if (prepare)
+        prepare(net);
+    dpt_train_state st;
+    dpt_train_state_init(&st);
+    dpt_train_opts o = { .threads = T, .stop_after = stop_after };
+    dpt_train_result res;
+    cr_assert_eq(dpt_train(net, ds, NULL, &st, &o, &res, err), DPT_EFAIL, "B=%d T=%d",
+                 c.batch, T);
+    float *p = dpt_net_params(net);
+    for (size_t i = 0; i < dpt_net_nparams(net); i++)
+        cr_assert(isfinite(p[i]), "B=%d T=%d: parameter %zu is %f", c.batch, T, i, p[i]);
+    dpt_train_state_free(&st);
+    return net;
+}
+
+Test(engine, a_diverging_run_stops_with_an_error_instead_of_nan_weights, .timeout = 60)
+{
+    dpt_config c = tiny_config("36-40-5");
+    c.optimizer = DPT_SGD;
+    c.lr = 1e38f; /* weights overflow within a few steps */
+    c.epochs = 5;
+    dpt_dataset ds = synth(500, 6, 5, 8);
+    /* batch 4 runs the first layer by K-blocks (a step's gradients are checked at the
+     * next step's barrier), batch 32 by rows; any thread count stops at the same step
+     * with the same weights */
+    int Bs[] = { 4, 32 };
+    for (int b = 0; b < 2; b++) {
+        uint64_t fp1 = 0, steps1 = 0;
+        for (int T = 1; T <= 3; T += 2) {
+            c.batch = Bs[b];
+            dpt_error err = { 0 };
+            dpt_net *net = train_to_failure(c, &ds, T, 0, NULL, &err);
+            cr_assert(strstr(err.msg, "not finite"), "%s", err.msg);
+            if (T == 1) {
+                fp1 = dpt_net_fingerprint(net);
+                steps1 = dpt_net_steps(net);
+            } else {
+                cr_assert_eq(dpt_net_steps(net), steps1, "B=%d: stopped after %llu steps, "
+                             "not %llu", Bs[b], (unsigned long long)dpt_net_steps(net),
+                             (unsigned long long)steps1);
+                cr_assert_eq(dpt_net_fingerprint(net), fp1, "B=%d: weights differ", Bs[b]);
+            }
+            dpt_net_free(net);
+        }
+    }
+    dpt_dataset_free(&ds);
+}
+
 Test(engine, a_non_finite_gradient_with_a_finite_cost_stops_the_run, .timeout = 60)
 {
     dpt_config c = tiny_config("36-40-5");
@@ -386,21 +400,10 @@ Test(engine, a_non_finite_gradient_with_a_finite_cost_stops_the_run, .timeout = 
         for (int T = 1; T <= 3; T += 2) {
             c.batch = Bs[b % 2];
             dpt_error err = { 0 };
-            dpt_net *net = dpt_net_create(&c, &err);
-            overflowing_grad(net);
-            dpt_train_state st;
-            dpt_train_state_init(&st);
-            dpt_train_opts o = { .threads = T, .stop_after = b < 2 ? 0 : 1 };
-            dpt_train_result res;
-            cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_EFAIL,
-                         "B=%d T=%d", Bs[b % 2], T);
-            cr_assert(strstr(err.msg, "diverged at step 1:"), "B=%d T=%d: %s", Bs[b % 2], T,
+            dpt_net *net = train_to_failure(c, &ds, T, b < 2 ? 0 : 1, overflowing_grad, &err);
+            cr_assert(strstr(err.msg, "diverged at step 1:"), "B=%d T=%d: %s", c.batch, T,
                       err.msg);
-            cr_assert_eq(dpt_net_steps(net), 0, "B=%d T=%d", Bs[b % 2], T);
-            float *p = dpt_net_params(net);
-            for (size_t i = 0; i < dpt_net_nparams(net); i++)
-                cr_assert(isfinite(p[i]), "B=%d T=%d: parameter %zu is %f", Bs[b % 2], T, i, p[i]);
-            dpt_train_state_free(&st);
+            cr_assert_eq(dpt_net_steps(net), 0, "B=%d T=%d", c.batch, T);
             dpt_net_free(net);
         }
     dpt_dataset_free(&ds);

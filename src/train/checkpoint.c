@@ -258,6 +258,15 @@ static int peek(jp *j, char ch)
     return j->s < j->end && *j->s == ch;
 }
 
+/* Takes a ',' between members if one comes next: whether the list goes on. */
+static int more(jp *j)
+{
+    if (!peek(j, ','))
+        return 0;
+    j->s++;
+    return 1;
+}
+
 /* Reads a string (no escapes other than \" \\ \/ needed; others are rejected). */
 static int jstring(jp *j, char *out, size_t cap)
 {
@@ -315,11 +324,8 @@ static int juint_array(jp *j, uint64_t *v, int max, int *n)
             return jfail(j, "array too long");
         if (juint(j, &v[(*n)++]))
             return -1;
-        if (peek(j, ',')) {
-            j->s++;
-            continue;
-        }
-        return expect(j, ']');
+        if (!more(j))
+            return expect(j, ']');
     }
 }
 
@@ -369,11 +375,8 @@ static int parse_header(jp *j, meta *m, tinfo *ti, int *nt)
                         jstring(j, m->val[m->n], sizeof m->val[0]))
                         return -1;
                     m->n++;
-                    if (peek(j, ',')) {
-                        j->s++;
-                        continue;
-                    }
-                    break;
+                    if (!more(j))
+                        break;
                 }
             if (expect(j, '}'))
                 return -1;
@@ -408,22 +411,16 @@ static int parse_header(jp *j, meta *m, tinfo *ti, int *nt)
                 } else {
                     return jfail(j, "unknown tensor field");
                 }
-                if (peek(j, ',')) {
-                    j->s++;
-                    continue;
-                }
-                break;
+                if (!more(j))
+                    break;
             }
             if (expect(j, '}'))
                 return -1;
             if (got != 7)
                 return jfail(j, "tensor entry lacks dtype, shape or data_offsets");
         }
-        if (peek(j, ',')) {
-            j->s++;
-            continue;
-        }
-        break;
+        if (!more(j))
+            break;
     }
     if (expect(j, '}'))
         return -1;

@@ -91,10 +91,11 @@ static float *xblock(const dpt_engine *e, int k0) { return e->x + (size_t)e->max
 
 /* First-layer K-block b's partial product [B][out_0], each block on its own lines. */
 static size_t part_stride(int B, int out) { return ((size_t)B * out + 15) & ~(size_t)15; }
-static float *kpart(const dpt_engine *e, int b)
+static size_t kpart_stride(const dpt_engine *e)
 {
-    return e->part + (size_t)b * part_stride(e->maxB, e->net->layer[0].out);
+    return part_stride(e->maxB, e->net->layer[0].out);
 }
+static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * kpart_stride(e); }
 
 /* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
  * or dropout transform it, else the dense output z itself (ReLU fused; no copy). */
@@ -367,8 +368,9 @@ static void bn_backward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1,
                     net->params + ly->gamma, wk->invstd + o, wk->gsum + o, wk->gxsum + o);
 }
 
-/* Gradient (and, in training, the update) of thread t's units. */
-static void update_share(stepctx *c, int t, worker *wk)
+/* Gradient (and, in training, the update) of thread t's units; ksplit: this batch ran
+ * the first layer by K-blocks (its input is block-major). */
+static void update_share(stepctx *c, int t, worker *wk, int ksplit)
 {
     dpt_engine *e = c->e;
     dpt_net *net = e->net;
@@ -394,7 +396,7 @@ static void update_share(stepctx *c, int t, worker *wk)
         /* W rows in blocks of ~16 KiB of gradient: compute a block, update it while it
          * is still in L1. */
         const int rb_rows = ly->out >= GBLOCK ? 1 : GBLOCK / ly->out;
-        const int kblocked = l == 0 && dpt_ksplit(e, B);
+        const int kblocked = l == 0 && ksplit;
         int kb = sh->b0, kend = kblocked ? dpt_kblock_row(ly->in, kb + 1) : wr;
         for (int r = ra; r < wr;) {
             if (r == kend) /* next K-block (block-major input) */
@@ -541,7 +543,7 @@ static void step(stepctx *c)
         const size_t o = (size_t)r0 * ly->out;
         dpt_epilogue ep = { .bias = bias, .relu = l < L - 1 && !(ly->bn && cfg->bn_before) };
         if (l == 0 && ksplit)
-            dpt_sum_partials(e->z[0], e->part, part_stride(e->maxB, ly->out), e->nkb, r0, r1,
+            dpt_sum_partials(e->z[0], e->part, kpart_stride(e), e->nkb, r0, r1,
                              ly->out, bias, ep.relu);
         else if (n > 0)
             dpt_sgemm_ex(0, 0, n, ly->out, ly->in, 1.0f, in + (size_t)r0 * ly->in, ly->in, W,
@@ -607,7 +609,7 @@ static void step(stepctx *c)
         c->cost = cost;
         c->correct = correct;
     }
-    update_share(c, t, wk);
+    update_share(c, t, wk, ksplit);
     /* The next step may start without waiting when both steps are K-split: before its
      * first barrier a thread reads only its own K-blocks' weights (which it updated
      * itself) and writes only its own blocks of input and partials (which only it
