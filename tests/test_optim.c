@@ -83,11 +83,40 @@ Test(optim, l2_adds_lambda_over_batch_times_w_to_dense_weights)
     dpt_net_free(net);
 }
 
-Test(optim, a_non_finite_gradient_leaves_the_range_unchanged)
+/* A "1-2" net's parameters: W[0][0], W[0][1], b[0], b[1]. */
+static void non_finite_in_the_middle(int opt)
 {
-    dpt_net *net = one(DPT_ADAM, 0, 0.0f);
-    net->grads[0] = NAN;
-    cr_assert_eq(dpt_optim_update(net, net->grads, 0, 1, 1, 1, 1), 1);
-    cr_assert_eq(net->params[0], 1.0f);
+    dpt_net *net = one(opt, 0, 0.01f);
+    float g[4] = { 0.5f, NAN, -INFINITY, 0.25f }, w0[4], m1[4], m2[4];
+    for (int i = 0; i < 4; i++) {
+        net->params[i] = 1.0f + (float)i;
+        net->m1[i] = 0.125f;
+        net->m2[i] = 0.0625f;
+        w0[i] = net->params[i], m1[i] = net->m1[i], m2[i] = net->m2[i];
+    }
+    cr_assert_eq(dpt_optim_update(net, g, 0, 4, 1, 1, 2), 1);
+    for (int i = 1; i <= 2; i++) { /* the non-finite ones: untouched, with their state */
+        cr_assert_eq(net->params[i], w0[i], "opt %d: param %d changed", opt, i);
+        cr_assert_eq(net->m1[i], m1[i], "opt %d: state of %d changed", opt, i);
+        cr_assert_eq(net->m2[i], m2[i], "opt %d: state of %d changed", opt, i);
+    }
+    /* the finite ones: updated exactly as alone (compared with a fresh net) */
+    dpt_net *ref = one(opt, 0, 0.01f);
+    for (int i = 0; i < 4; i += 3) {
+        ref->params[0] = w0[i], ref->m1[0] = m1[i], ref->m2[0] = m2[i];
+        cr_assert_eq(dpt_optim_update(ref, &g[i], 0, 1, 1, 1, 2), 0);
+        cr_assert_neq(net->params[i], w0[i], "opt %d: param %d not updated", opt, i);
+        cr_assert_eq(net->params[i], ref->params[0], "opt %d: param %d", opt, i);
+        cr_assert_eq(net->m1[i], ref->m1[0], "opt %d: state of %d", opt, i);
+    }
+    dpt_net_free(ref);
     dpt_net_free(net);
+}
+
+Test(optim, a_non_finite_gradient_leaves_its_parameter_and_state_unchanged)
+{
+    non_finite_in_the_middle(DPT_SGD);
+    non_finite_in_the_middle(DPT_MOMENTUM);
+    non_finite_in_the_middle(DPT_ADAM);
+    non_finite_in_the_middle(DPT_ADAMW);
 }

@@ -29,7 +29,8 @@ struct dpt_net {
 /* Applies optimiser step number t (1-based) to params[lo, hi) using the gradient g[0,
  * hi - lo) (grads + lo, or a thread's scratch block). The L2 term's gradient (l2/B * w,
  * dense weights only) is added when `is_weight`. Returns 0, or 1 if a gradient in the
- * range was not finite (the range is then left unchanged). */
+ * range was not finite: each such element (with its optimiser state) is left
+ * unchanged, the others are updated. */
 int dpt_optim_update(dpt_net *net, const float *g, size_t lo, size_t hi, int is_weight,
                      int batch, uint64_t t);
 

@@ -15,50 +15,60 @@
 #include <math.h>
 
 
-/* Returns 1 if any of g[0..n) is not finite. */
-DPT_CLONES static int nonfinite(const float *g, size_t n)
+/* Whether g is finite. Each update below leaves an element with a non-finite gradient
+ * (and its optimiser state) as it was, and returns 1 if it met one: the check costs
+ * nothing beside the update, and the result does not depend on how the range is cut. */
+static inline int is_finite(float g) { return fabsf(g) <= 3.4028235e38f; }
+
+DPT_CLONES static int sgd(float *restrict w, const float *restrict g, float *restrict b,
+                          size_t n, float lr, float wd, float l2s, float mu, int nesterov,
+                          int first, int use_mom)
 {
     int bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad |= !(fabsf(g[i]) <= 3.4028235e38f);
+    for (size_t i = 0; i < n; i++) {
+        const float wi = w[i];
+        const int ok = is_finite(g[i]);
+        bad |= !ok;
+        float gi = g[i] + l2s * wi;
+        if (wd != 0.0f)
+            gi = gi + wd * wi;
+        if (use_mom) {
+            const float b0 = b[i];
+            float bi = first ? gi : mu * b0 + gi;
+            b[i] = ok ? bi : b0;
+            gi = nesterov ? gi + mu * bi : bi;
+        }
+        const float wn = wi - lr * gi;
+        w[i] = ok ? wn : wi;
+    }
     return bad;
 }
 
-DPT_CLONES static void sgd(float *restrict w, const float *restrict g, float *restrict b, size_t n, float lr, float wd,
-                           float l2s, float mu, int nesterov, int first, int use_mom)
-{
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] + l2s * w[i];
-        if (wd != 0.0f)
-            gi = gi + wd * w[i];
-        if (use_mom) {
-            float bi = first ? gi : mu * b[i] + gi;
-            b[i] = bi;
-            gi = nesterov ? gi + mu * bi : bi;
-        }
-        w[i] = w[i] - lr * gi;
-    }
-}
-
-DPT_CLONES static void adam(float *restrict w, const float *restrict g, float *restrict m,
+DPT_CLONES static int adam(float *restrict w, const float *restrict g, float *restrict m,
                             float *restrict v, size_t n, float lr,
                             float wd, float l2s, float b1, float b2, float eps, float bc1,
                             float rbc2sqrt, int decoupled)
 {
     const float step = lr / bc1;
+    int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        float wi = w[i];
+        const float w0 = w[i], m0 = m[i], v0 = v[i];
+        const int ok = is_finite(g[i]);
+        bad |= !ok;
+        float wi = w0;
         float gi = g[i] + l2s * wi;
         if (decoupled)
             wi = wi * (1.0f - lr * wd);
         else if (wd != 0.0f)
             gi = gi + wd * wi;
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = wi - step * (mi / (sqrtf(vi) * rbc2sqrt + eps));
+        float mi = b1 * m0 + (1.0f - b1) * gi;
+        float vi = b2 * v0 + (1.0f - b2) * gi * gi;
+        float wn = wi - step * (mi / (sqrtf(vi) * rbc2sqrt + eps));
+        m[i] = ok ? mi : m0;
+        v[i] = ok ? vi : v0;
+        w[i] = ok ? wn : w0;
     }
+    return bad;
 }
 
 int dpt_optim_update(dpt_net *net, const float *g, size_t lo, size_t hi, int is_weight,
@@ -67,21 +77,18 @@ int dpt_optim_update(dpt_net *net, const float *g, size_t lo, size_t hi, int is_
     const dpt_config *c = &net->cfg;
     size_t n = hi - lo;
     float *w = net->params + lo;
-    if (nonfinite(g, n))
-        return 1;
     float l2s = is_weight ? c->l2 / (float)batch : 0.0f;
     switch (c->optimizer) {
     case DPT_SGD:
     case DPT_MOMENTUM:
-        sgd(w, g, net->m1 + lo, n, c->lr, c->weight_decay, l2s, c->momentum, c->nesterov,
-            t == 1, c->optimizer == DPT_MOMENTUM);
-        break;
+        return sgd(w, g, net->m1 + lo, n, c->lr, c->weight_decay, l2s, c->momentum,
+                   c->nesterov, t == 1, c->optimizer == DPT_MOMENTUM);
     default: {
         float bc1 = 1.0f - powf(c->beta1, (float)t);
         float bc2 = 1.0f - powf(c->beta2, (float)t);
-        adam(w, g, net->m1 + lo, net->m2 + lo, n, c->lr, c->weight_decay, l2s, c->beta1,
-             c->beta2, c->eps, bc1, 1.0f / sqrtf(bc2), c->optimizer == DPT_ADAMW);
+        return adam(w, g, net->m1 + lo, net->m2 + lo, n, c->lr, c->weight_decay, l2s,
+                    c->beta1, c->beta2, c->eps, bc1, 1.0f / sqrtf(bc2),
+                    c->optimizer == DPT_ADAMW);
     }
     }
-    return 0;
 }
