@@ -21,6 +21,7 @@
 #include "util/rng.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -485,6 +486,18 @@ static int bad_grads(const dpt_engine *e, int par)
     return bad;
 }
 
+/* Asks for the cache lines of columns [k0, k1) of rows [a, b) of the next step's
+ * images, into L2 (too many lines for L1). */
+static void prefetch_next(const stepctx *c, int a, int b, int k0, int k1)
+{
+    for (int r = a; r < b && k1 > k0; r++) {
+        const uint8_t *img = c->ds->images + (size_t)c->next[r] * c->ds->dim;
+        uintptr_t p = (uintptr_t)(img + k0) & ~(uintptr_t)63, end = (uintptr_t)(img + k1);
+        for (; p < end; p += 64)
+            __builtin_prefetch((const void *)p, 0, 1);
+    }
+}
+
 /* One step, run by every thread of the team. */
 static void step(stepctx *c)
 {
@@ -501,8 +514,12 @@ static void step(stepctx *c)
     const dpt_layer *l0 = &net->layer[0];
     const share *sh = &e->shares[t];
     /* The next step's images are scattered over the dataset: ask for this thread's
-     * part of them now, so they arrive while this step computes. */
-    if (c->next) {
+     * part of them while this step computes. Between K-block steps, a block's columns
+     * are asked for as it is multiplied (the misses overlap the product instead of
+     * stalling a burst of requests at the start); else the own rows, now. */
+    const int ksplit = dpt_ksplit(e, B);
+    const int pf_blocks = c->next && ksplit && dpt_ksplit(e, c->nextB);
+    if (c->next && !pf_blocks) {
         int k0 = 0, k1 = l0->in, q0, q1, a = 0, b = c->nextB;
         if (dpt_ksplit(e, c->nextB)) { /* own columns of every row */
             k0 = dpt_kblock_row(l0->in, sh->b0);
@@ -512,20 +529,17 @@ static void step(stepctx *c)
             a = q0 * DPT_SLICE;
             b = q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB;
         }
-        for (int r = a; r < b && k1 > k0; r++) {
-            const uint8_t *img = c->ds->images + (size_t)c->next[r] * c->ds->dim;
-            for (int k = k0; k < k1; k += 64)
-                __builtin_prefetch(img + k, 0, 1); /* into L2: too many lines for L1 */
-        }
+        prefetch_next(c, a, b, k0, k1);
     }
 
     /* First layer, small batches: this thread's K-blocks over the whole batch, then
      * (after a barrier) the block partials of its own rows summed in block order. */
-    const int ksplit = dpt_ksplit(e, B);
     if (ksplit) {
         for (int b = sh->b0; b < sh->b1; b++) {
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
             dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
+            if (pf_blocks)
+                prefetch_next(c, 0, c->nextB, k0, k1);
             dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, xblock(e, k0), k1 - k0,
                       net->params + l0->w + (size_t)k0 * l0->out, l0->out, 0.0f,
                       kpart(e, b), l0->out);
