@@ -75,6 +75,15 @@ void dpt_dropout_mask(float *mask, int r0, int r1, int out, float p, uint64_t se
     }
 }
 
+DPT_CLONES void dpt_col_sums(const float *restrict a, int rows, int n, double *restrict acc)
+{
+    for (int j = 0; j < n; j++)
+        acc[j] = 0;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < n; j++)
+            acc[j] += a[(size_t)r * n + j];
+}
+
 DPT_CLONES void dpt_ew_mul(float *y, const float *x, const float *restrict s, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -21,6 +21,8 @@ void dpt_sum_partials(float *z, const float *part, size_t pstride, int nb, int r
  * else 1/(1-p); keyed by (seed, layer, step, row, unit), never by thread. */
 void dpt_dropout_mask(float *mask, int r0, int r1, int out, float p, uint64_t seed,
                       int layer, uint64_t step);
+/* acc[j] = sum over r of a[r][j] in double, rows in order (a bias gradient). */
+void dpt_col_sums(const float *a, int rows, int n, double *acc);
 /* y = x * s elementwise (y may be x). */
 void dpt_ew_mul(float *y, const float *x, const float *restrict s, size_t n);
 /* ReLU backward: g = a > 0 ? g * s : 0 (s may be NULL for 1), a being the layer's

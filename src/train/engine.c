@@ -430,12 +430,7 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
             double t0 = dpt_now();
             /* bias gradient: column sums of dZ over the batch, rows in order */
             double *acc = wk->acc;
-            const float *dz = e->dz[l];
-            for (int j = 0; j < ly->out; j++)
-                acc[j] = 0;
-            for (int r = 0; r < B; r++)
-                for (int j = 0; j < ly->out; j++)
-                    acc[j] += dz[(size_t)r * ly->out + j];
+            dpt_col_sums(e->dz[l], B, ly->out, acc);
             float *gb = net->grads + ly->b;
             for (int j = 0; j < ly->out; j++)
                 gb[j] = (float)acc[j];
