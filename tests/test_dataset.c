@@ -1,5 +1,6 @@
 /* Datasets: image/label validation, split and shuffle determinism. */
 #include "helpers.h"
+#include "nn/layers.h"
 
 static void write_set(const char *dir, const char *pre, uint32_t n, uint32_t nlab,
                       uint8_t bad_label, int gz)
@@ -147,4 +148,41 @@ Test(dataset, the_fetched_mnist_has_the_documented_shape)
     cr_assert_eq(tr.labels[1], 1, "round-robin order over digits");
     dpt_dataset_free(&tr);
     dpt_dataset_free(&te);
+}
+
+/* The input loaders: every byte value converts to byte * (1/255) exactly, for every
+ * column range (whole 16-pixel pieces and every tail length), and nothing beside the
+ * block is written. */
+Test(dataset, inputs_load_as_byte_over_255_for_every_column_range)
+{
+    enum { D = 300, N = 3 };
+    uint8_t *img = malloc((size_t)N * D);
+    for (int i = 0; i < N * D; i++)
+        img[i] = (uint8_t)(i * 7 + i / 256); /* every value, in no simple order */
+    dpt_dataset ds = { .n = N, .dim = D, .rows = 1, .cols = D, .classes = 1, .images = img };
+    const uint32_t idx[2] = { 2, 0 };
+    float *x = malloc(sizeof(float) * (2 * D + 2));
+    for (int k0 = 0; k0 < 40; k0 += 13)
+        for (int k1 = k0 + 1; k1 <= D; k1 += (k1 < k0 + 70 ? 1 : 37)) {
+            const int w = k1 - k0;
+            for (int i = 0; i < 2 * w + 2; i++)
+                x[i] = -1.0f;
+            dpt_load_input_cols(&ds, idx, 2, k0, k1, x + 1);
+            cr_assert_eq(x[0], -1.0f);
+            cr_assert_eq(x[2 * w + 1], -1.0f, "columns [%d, %d): wrote past the block", k0, k1);
+            for (int r = 0; r < 2; r++)
+                for (int k = k0; k < k1; k++) {
+                    float want = (float)img[idx[r] * D + k] * (1.0f / 255.0f);
+                    cr_assert_eq(x[1 + r * w + (k - k0)], want, "columns [%d, %d), row %d, "
+                                 "column %d", k0, k1, r, k);
+                }
+        }
+    for (int i = 0; i < 2 * D + 2; i++)
+        x[i] = -1.0f;
+    dpt_load_input(&ds, idx, 0, 2, x + 1);
+    cr_assert_eq(x[2 * D + 1], -1.0f);
+    for (int i = 0; i < 2 * D; i++)
+        cr_assert_eq(x[1 + i], (float)img[idx[i / D] * D + i % D] * (1.0f / 255.0f));
+    free(x);
+    free(img);
 }

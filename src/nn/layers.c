@@ -4,13 +4,54 @@
 #include "util/rng.h"
 
 #include <math.h>
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
 #include <string.h>
 
-DPT_CLONES static void bytes_to_unit(float *restrict dst, const uint8_t *restrict src, size_t n)
+DPT_CLONES static void bytes_to_unit_c(float *restrict dst, const uint8_t *restrict src,
+                                       size_t n)
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = (float)src[i] * (1.0f / 255.0f);
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* AVX-512 in 16-pixel pieces with a masked last piece: K-block rows are 96 or 112
+ * pixels wide, and the compiler's loop (64 wide) spent most of its time in its 32- and
+ * 48-pixel tails. The same value as the C loop: an exact conversion, one rounding. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void
+bytes_to_unit_avx512(float *restrict dst, const uint8_t *restrict src, size_t n)
+{
+    const __m512 s = _mm512_set1_ps(1.0f / 255.0f);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+        _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(v), s));
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, src + i));
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_mul_ps(_mm512_cvtepi32_ps(v), s));
+    }
+}
+
+static int have_avx512 = -1;
+static void bytes_to_unit(float *restrict dst, const uint8_t *restrict src, size_t n)
+{
+    if (have_avx512 < 0) {
+        __builtin_cpu_init();
+        have_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                      && __builtin_cpu_supports("avx512vl");
+    }
+    if (have_avx512)
+        bytes_to_unit_avx512(dst, src, n);
+    else
+        bytes_to_unit_c(dst, src, n);
+}
+#else
+#define bytes_to_unit bytes_to_unit_c
+#endif
 
 void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x)
 {
