@@ -86,6 +86,48 @@ Test(engine, k_blocks_cover_the_inputs_on_cache_line_edges)
     }
 }
 
+/* The K-block partials' sum (vectorised) equals the sum written out in block order,
+ * bitwise, with bias and ReLU (negative, zero and NaN sums become 0), for widths with
+ * and without a partial 16-column piece, and leaves the columns beside each row alone. */
+Test(engine, k_block_partials_sum_in_block_order)
+{
+    enum { R = 3, W = 130, NB = 8 };
+    const size_t ps = (size_t)R * W + 5; /* a stride that is no multiple of 16 */
+    float *part = malloc(sizeof(float) * ps * NB), bias[W], z[R * W + 1];
+    uint64_t st = 12345;
+    for (size_t i = 0; i < ps * NB; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        part[i] = (float)((int)(st >> 40) - (1 << 23)) * 0x1p-20f; /* mixed magnitudes */
+    }
+    part[W + 2] = NAN; /* row 1 for n near W */
+    for (int j = 0; j < W; j++)
+        bias[j] = 0.01f * (float)(j % 7) - 0.03f;
+    for (int nb = 1; nb <= NB; nb += NB - 1)
+        for (int n = 1; n <= W; n += n < 40 ? 1 : 89)
+            for (int relu = 0; relu <= 1; relu++) {
+                for (int i = 0; i < R * W + 1; i++)
+                    z[i] = -7.0f;
+                dpt_sum_partials(z, part, ps, nb, 1, R, n, bias, relu);
+                for (int j = 0; j < n; j++)
+                    cr_assert_eq(z[j], -7.0f, "row 0 written");
+                for (int r = 1; r < R; r++)
+                    for (int j = 0; j < n; j++) {
+                        float v = part[(size_t)r * n + j];
+                        for (int b = 1; b < nb; b++)
+                            v = v + part[(size_t)b * ps + (size_t)r * n + j];
+                        v = v + bias[j];
+                        if (relu && !(v > 0.0f))
+                            v = 0.0f;
+                        float got = z[(size_t)r * n + j];
+                        cr_assert(memcmp(&got, &v, sizeof v) == 0 || (isnan(v) && isnan(got)),
+                                  "nb %d n %d relu %d: z[%d][%d] = %a, not %a", nb, n, relu,
+                                  r, j, got, v);
+                    }
+                cr_assert_eq(z[(size_t)R * n], -7.0f, "n %d: wrote past the rows", n);
+            }
+    free(part);
+}
+
 /* Softmax + cross-entropy (its own vectorised exp) against double precision, over
  * logits from equal to 100 apart, including rows whose small terms underflow. */
 Test(engine, softmax_cross_entropy_matches_double_precision)

@@ -37,14 +37,19 @@ bytes_to_unit_avx512(float *restrict dst, const uint8_t *restrict src, size_t n)
 }
 
 static int have_avx512 = -1;
-static void bytes_to_unit(float *restrict dst, const uint8_t *restrict src, size_t n)
+static int avx512(void)
 {
     if (have_avx512 < 0) {
         __builtin_cpu_init();
         have_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
                       && __builtin_cpu_supports("avx512vl");
     }
-    if (have_avx512)
+    return have_avx512;
+}
+
+static void bytes_to_unit(float *restrict dst, const uint8_t *restrict src, size_t n)
+{
+    if (avx512())
         bytes_to_unit_avx512(dst, src, n);
     else
         bytes_to_unit_c(dst, src, n);
@@ -68,9 +73,9 @@ void dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int 
         bytes_to_unit(x + (size_t)r * w, ds->images + (size_t)idx[r] * d + k0, w);
 }
 
-DPT_CLONES static void sum_row(float *restrict z, const float *restrict part,
-                               size_t pstride, int nb, int n, const float *restrict bias,
-                               int relu)
+DPT_CLONES static void sum_row_c(float *restrict z, const float *restrict part,
+                                 size_t pstride, int nb, int n, const float *restrict bias,
+                                 int relu)
 {
     for (int j = 0; j < n; j++)
         z[j] = part[j];
@@ -82,6 +87,38 @@ DPT_CLONES static void sum_row(float *restrict z, const float *restrict part,
         z[j] = relu && !(v > 0.0f) ? 0.0f : v;
     }
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same sums, 16 columns at a time kept in a register over all partials (one store
+ * per column instead of nb), the last piece masked (the small network's 20 units). */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void
+sum_row_avx512(float *restrict z, const float *restrict part, size_t pstride, int nb, int n,
+               const float *restrict bias, int relu)
+{
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        __m512 acc = _mm512_maskz_loadu_ps(m, part + j);
+        for (int b = 1; b < nb; b++)
+            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, part + b * pstride + j));
+        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, bias + j));
+        if (relu) /* !(v > 0) -> 0, NaN included, as the C loop */
+            acc = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                      acc);
+        _mm512_mask_storeu_ps(z + j, m, acc);
+    }
+}
+
+static void sum_row(float *restrict z, const float *restrict part, size_t pstride, int nb,
+                    int n, const float *restrict bias, int relu)
+{
+    if (avx512())
+        sum_row_avx512(z, part, pstride, nb, n, bias, relu);
+    else
+        sum_row_c(z, part, pstride, nb, n, bias, relu);
+}
+#else
+#define sum_row sum_row_c
+#endif
 
 void dpt_sum_partials(float *z, const float *part, size_t pstride, int nb, int r0, int r1,
                       int n, const float *bias, int relu)
