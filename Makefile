@@ -51,6 +51,7 @@ $(BUILD)/obj/src/gemm/kernel_avx2.o:   CFLAGS += -mavx2 -mfma
 $(BUILD)/obj/src/gemm/kernel_avx512.o $(BUILD)/obj/src/gemm/kernel_avx512_tall.o \
 $(BUILD)/obj/src/gemm/kernel_avx512_n16.o $(BUILD)/obj/src/gemm/kernel_avx512_n24.o \
 $(BUILD)/obj/src/gemm/pack_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx2 -mfma
+$(BUILD)/obj/src/gemm/sparse_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx2 -mfma
 
 .PHONY: all check test demo bench bench-gemm bench-peers install clean deps data fuzz
 all: $(BIN) $(LIB)

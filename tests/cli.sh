@@ -187,6 +187,13 @@ if "$DPTRAIN" info | grep -q '^kernels_supported: avx512 avx2'; then
 else
     ok "AVX2 vs AVX-512 comparison skipped (this CPU lacks one of them)"
 fi
+# the first layer skips zero pixels where that pays (wide and narrow layers alike)
+for a in "--arch 784-128-64-10" "--arch 784-20-7-5-10 --optimizer sgd --batch 64"; do
+    fs=$("$DPTRAIN" train $Q --epochs 1 $a --threads 2 | grep '^fingerprint:')
+    fd=$(DPTRAIN_SPARSE=0 "$DPTRAIN" train $Q --epochs 1 $a --threads 2 | grep '^fingerprint:')
+    [ -n "$fs" ] && [ "$fs" = "$fd" ] && ok "sparse and dense first layers train the same weights ($a)" ||
+        bad "DPTRAIN_SPARSE=0 changes the weights ($a): '$fd' vs '$fs'"
+done
 
 # --- sweep and bench -------------------------------------------------------------
 expect_exit 0 "" "sweep over two batch sizes" -- "$DPTRAIN" sweep $Q --arch 784-16-10 --epochs 1 --vary batch=32,64 --table "$T/sweep.md"

@@ -3,6 +3,8 @@
  * strided leading dimensions, the fused epilogue, and row invariance. */
 #include "helpers.h"
 
+#include "gemm/sparse.h"
+
 #include <criterion/parameterized.h>
 #include <math.h>
 
@@ -268,4 +270,67 @@ Test(gemm, avx2_and_avx512_agree_bitwise, .timeout = 60)
                          "ta=%d tb=%d M=%d N=%d K=%d: AVX2 and AVX-512 differ", ta, tb, M, N, K);
         dpt_free(A); dpt_free(B); dpt_free(bias); dpt_free(C1); dpt_free(C2);
     }
+}
+
+/* The sparse first-layer products (gemm/sparse.h) against the dense AVX-512 kernels,
+ * bitwise: inputs like pixels / 255 at densities 0 to 1, batches across 32-row words,
+ * block widths across 16-column pieces, outputs across 16-wide vectors and 128-wide
+ * groups; guards around every output stay untouched. */
+static float *pixels(int rows, int cols, int ld, double density, uint64_t seed)
+{
+    float *x = dpt_alloc((size_t)rows * ld, sizeof(float));
+    for (size_t i = 0; i < (size_t)rows * ld; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned u = (unsigned)(seed >> 33);
+        x[i] = (u % 1000) < density * 1000 ? (float)(1 + (u >> 12) % 255) * (1.0f / 255.0f)
+                                            : 0.0f;
+    }
+    (void)cols;
+    return x;
+}
+
+Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
+{
+    if (!dpt_gemm_supported("avx512"))
+        cr_skip_test("needs AVX-512");
+    use_kernel("avx512");
+    if (!dpt_sparse_usable())
+        cr_skip_test("sparse products not usable here");
+    static const int Bs[] = { 1, 5, 32, 33, 64, 100, 300 }, ws[] = { 1, 15, 16, 17, 96, 128 },
+                     ns[] = { 1, 10, 20, 64, 100, 128, 129, 300 };
+    static const double dens[] = { 0.0, 0.05, 0.5, 1.0 };
+    uint32_t *cols = malloc(sizeof(uint32_t) * 128 * DPT_SPARSE_WORDS(300));
+    for (int bi = 0; bi < 7; bi++)
+        for (int wi = 0; wi < 6; wi++)
+            for (int ni = 0; ni < 8; ni++) {
+                const int B = Bs[bi], w = ws[wi], n = ns[ni], lda = w + 3;
+                const double d = dens[(bi + wi + ni) % 4];
+                float *x = pixels(B, w, lda, d, 1 + (uint64_t)(bi * 64 + wi * 8 + ni));
+                float *W = rmat((size_t)w * n, 7), *dz = rmat((size_t)B * n, 8);
+                const int ldz = n + 2;
+                float *zs = dpt_alloc((size_t)B * ldz + 1, sizeof(float));
+                float *zd = dpt_alloc((size_t)B * ldz + 1, sizeof(float));
+                for (size_t i = 0; i < (size_t)B * ldz + 1; i++)
+                    zs[i] = zd[i] = -3.0f;
+                /* forward: z = x W */
+                dpt_sparse_xw(x, lda, B, w, W, n, n, zs, ldz);
+                dpt_sgemm(0, 0, B, n, w, 1.0f, x, lda, W, n, 0.0f, zd, ldz);
+                cr_assert_arr_eq(zs, zd, ((size_t)B * ldz + 1) * sizeof(float),
+                                 "xw B=%d w=%d n=%d density %.2f", B, w, n, d);
+                /* gradient: g = x^T dz, for rows [k0, k0 + m) of W */
+                const int k0 = w > 3 ? 2 : 0, m = w - k0, ldg = n + 1;
+                float *gs = dpt_alloc((size_t)m * ldg + 1, sizeof(float));
+                float *gd = dpt_alloc((size_t)m * ldg + 1, sizeof(float));
+                for (size_t i = 0; i < (size_t)m * ldg + 1; i++)
+                    gs[i] = gd[i] = -3.0f;
+                dpt_sparse_colmasks(x, lda, B, k0, m, cols);
+                dpt_sparse_xtd(x, lda, k0, m, B, cols, dz, n, n, gs, ldg);
+                dpt_sgemm(1, 0, m, n, B, 1.0f, x + k0, lda, dz, n, 0.0f, gd, ldg);
+                cr_assert_arr_eq(gs, gd, ((size_t)m * ldg + 1) * sizeof(float),
+                                 "xtd B=%d w=%d n=%d density %.2f", B, w, n, d);
+                dpt_free(x); dpt_free(W); dpt_free(dz); dpt_free(zs); dpt_free(zd);
+                dpt_free(gs); dpt_free(gd);
+            }
+    free(cols);
+    use_kernel("avx512");
 }

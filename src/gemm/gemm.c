@@ -13,6 +13,7 @@
  * whatever the path, so paths can be chosen by M without breaking row invariance. */
 #include "dptrain.h"
 #include "gemm/gemm.h"
+#include "gemm/sparse.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -404,4 +405,15 @@ int dpt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
               const float *B, int ldb, float beta, float *C, int ldc)
 {
     return dpt_sgemm_ex(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+int dpt_sparse_usable(void)
+{
+    static int bw = -1;
+    if (bw < 0) {
+        __builtin_cpu_init();
+        bw = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    }
+    const char *env = getenv("DPTRAIN_SPARSE"); /* "0": every product dense */
+    return bw && !strcmp(kern()->name, "avx512") && !(env && !strcmp(env, "0"));
 }

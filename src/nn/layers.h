@@ -8,9 +8,9 @@
 void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x);
 
 /* Columns [k0, k1) of images[idx[r]] / 255 for rows [0, B), into a block of B rows of
- * k1 - k0 floats: x[r * (k1 - k0) + k - k0]. */
-void dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1,
-                         float *x);
+ * k1 - k0 floats: x[r * (k1 - k0) + k - k0]. Returns how many are not zero. */
+size_t dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0,
+                           int k1, float *x);
 
 /* z[r] = (((P_0[r] + P_1[r]) + ...) + P_{nb-1}[r]) + bias, then ReLU if relu, for rows
  * [r0, r1) of width n; P_b is part + b * pstride. */

@@ -14,6 +14,7 @@
  * The gemm gives each row the same bits whatever M or the row's position, the sums over
  * the batch run in sample order inside one gemm call, and dropout masks are keyed by
  * (seed, step, row, unit): the weights after training do not depend on T. */
+#include "gemm/sparse.h"
 #include "nn/layers.h"
 #include "nn/net.h"
 #include "parallel/syncbn.h"
@@ -28,12 +29,17 @@
 /* Weight-gradient block: ~16 KiB, so a block is computed and applied within L1. Wider
  * layers use one row per block (the scratch holds at least one row). */
 enum { GBLOCK = 4096 };
+/* The first layer may skip zero pixels (gemm/sparse.h) for K-blocks up to
+ * DPT_SPARSE_MAXW wide and batches up to SPARSE_MAXB rows; a gradient block's columns
+ * (at most one K-block's) then need SPARSE_COLS words of nonzero bits. */
+enum { SPARSE_MAXB = 320, SPARSE_COLS = DPT_SPARSE_MAXW * DPT_SPARSE_WORDS(SPARSE_MAXB) };
 
 typedef struct worker {
     double *mean, *invstd, *var;  /* [L][maxw] merged batchnorm forward statistics */
     double *gsum, *gxsum;         /* [L][maxw] merged batchnorm backward sums */
     double *acc;                  /* [maxw] bias-gradient column sums */
     float *gblock;                /* [GBLOCK] a block of weight gradient */
+    uint32_t cols[SPARSE_COLS];   /* nonzero bitsets of a gradient block's input columns */
     double t_compute, t_sync, t_update;
     int bad_grad[2];              /* a non-finite gradient seen in a step of parity i */
 } worker;
@@ -50,6 +56,9 @@ typedef struct share {
 struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
+    int sparse;                    /* K-block products may skip zero pixels */
+    size_t kbnz[DPT_KBLOCKS];      /* nonzero pixels of each K-block of this step's input
+                                      (written and read by the block's owner) */
     const char *binding;
     float *x;                      /* [maxB][sizes[0]] input, pixels / 255: rows in
                                       order, or (K-split batches) block-major, see xblock */
@@ -97,6 +106,28 @@ static size_t kpart_stride(const dpt_engine *e)
     return part_stride(e->maxB, e->net->layer[0].out);
 }
 static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * kpart_stride(e); }
+
+/* Whether K-block b of this step's B-row input is multiplied sparsely: when its nonzero
+ * pixels times the sparse cost per nonzero is below its pixels times the dense cost per
+ * pixel. Costs in cycles for each 16 outputs (a zmm), measured on Zen 4: dense 1 per
+ * pair (the FMA, the other factor's load shared by 8 rows); sparse, per nonzero and
+ * group of up to 8 zmm, the group's loads and FMAs + ~5 (bit scan, broadcast, exit
+ * mispredict), and at least 5 (4-cycle FMA chains) for narrow groups. That puts the
+ * break-even density at ~0.6 for 128 outputs and ~0.25 for 20 (bench/RESULTS.md).
+ * Depends on the data only, never on T (and either way the products are equal). */
+static int sparse_block(const dpt_engine *e, int b, int B)
+{
+    const dpt_layer *l0 = &e->net->layer[0];
+    const int w = dpt_kblock_row(l0->in, b + 1) - dpt_kblock_row(l0->in, b);
+    if (!e->sparse)
+        return 0;
+    double per_nz = 0;
+    for (int j = 0; j < l0->out; j += 128) {
+        int nv = ((l0->out - j < 128 ? l0->out - j : 128) + 15) / 16;
+        per_nz += nv <= 4 ? 5 : nv + 5;
+    }
+    return (double)e->kbnz[b] * per_nz < (double)B * w * (l0->out / 16.0);
+}
 
 /* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
  * or dropout transform it, else the dense output z itself (ReLU fused; no copy). */
@@ -202,6 +233,12 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
 #define RND(n) (((size_t)(n) + 15) & ~(size_t)15)
     size_t gblock = maxw > GBLOCK ? (size_t)maxw : GBLOCK;
     e->nkb = dpt_kblocks(net->layer[0].in);
+    int kbw = 0; /* widest K-block */
+    for (int b = 0; b < e->nkb; b++) {
+        int w = dpt_kblock_row(net->layer[0].in, b + 1) - dpt_kblock_row(net->layer[0].in, b);
+        kbw = w > kbw ? w : kbw;
+    }
+    e->sparse = dpt_sparse_usable() && kbw <= DPT_SPARSE_MAXW && B <= SPARSE_MAXB;
     size_t npart = (size_t)e->nkb * part_stride(B, net->layer[0].out);
     nf += RND((size_t)B * net->layer[0].in) + (size_t)e->T * RND(gblock) + RND(npart);
     for (int l = 0; l < L; l++) {
@@ -416,8 +453,14 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
              * buffer is only written for dpt_engine_gradient) */
             float *gblock = train ? wk->gblock : net->grads + off;
             double t0 = dpt_now();
-            dpt_sgemm(1, 0, m, ly->out, B, 1.0f, xa, lda, e->dz[l], ly->out, 0.0f, gblock,
-                      ly->out);
+            if (kblocked && sparse_block(e, kb, B)) {
+                dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
+                dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
+                               gblock, ly->out);
+            } else {
+                dpt_sgemm(1, 0, m, ly->out, B, 1.0f, xa, lda, e->dz[l], ly->out, 0.0f,
+                          gblock, ly->out);
+            }
             double t1 = dpt_now();
             wk->t_compute += t1 - t0;
             if (train) {
@@ -532,12 +575,17 @@ static void step(stepctx *c)
     if (ksplit) {
         for (int b = sh->b0; b < sh->b1; b++) {
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
-            dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
+            e->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
             if (pf_blocks)
                 prefetch_next(c, 0, c->nextB, k0, k1);
-            dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, xblock(e, k0), k1 - k0,
-                      net->params + l0->w + (size_t)k0 * l0->out, l0->out, 0.0f,
-                      kpart(e, b), l0->out);
+            if (sparse_block(e, b, B))
+                dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0,
+                              net->params + l0->w + (size_t)k0 * l0->out, l0->out, l0->out,
+                              kpart(e, b), l0->out);
+            else
+                dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, xblock(e, k0), k1 - k0,
+                          net->params + l0->w + (size_t)k0 * l0->out, l0->out, 0.0f,
+                          kpart(e, b), l0->out);
         }
         tc += dpt_now();
         SYNC(wk);

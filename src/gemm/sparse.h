@@ -1,0 +1,32 @@
+/* Products with a sparse, non-negative left factor x (the first layer's input block:
+ * B rows of pixel values / 255, row stride lda), skipping its zeros; equal bitwise to
+ * the dense FMA kernels' products when the other factor is finite (see
+ * sparse_avx512.c). AVX-512 (F, BW, VL) only: callers check dpt_sparse_usable(). */
+#ifndef DPT_SPARSE_H
+#define DPT_SPARSE_H
+
+#include <stdint.h>
+
+enum { DPT_SPARSE_MAXW = 128 }; /* widest x block dpt_sparse_xw takes */
+#define DPT_SPARSE_WORDS(B) (((B) + 31) / 32)
+
+/* Whether the sparse products may run: the CPU has AVX-512 F/BW/VL, the active gemm
+ * kernel is the AVX-512 one (DPTRAIN_ISA=avx2 or ref keeps every product dense) and
+ * DPTRAIN_SPARSE is not "0". */
+int dpt_sparse_usable(void);
+
+/* cols[i * DPT_SPARSE_WORDS(B) + c], bit t: x[(32c + t) * lda + k0 + i] != 0, for
+ * i < m. */
+void dpt_sparse_colmasks(const float *x, int lda, int B, int k0, int m, uint32_t *cols);
+
+/* g[i][j] = sum over b < B ascending of x[b][k0 + i] * d[b][j], for i < m, j < n: the
+ * gradient X^T dZ of m weight rows, with cols from dpt_sparse_colmasks. */
+void dpt_sparse_xtd(const float *x, int lda, int k0, int m, int B, const uint32_t *cols,
+                    const float *d, int ldd, int n, float *g, int ldg);
+
+/* z[b][j] = sum over k < w ascending of x[b][k] * W[k][j], for b < B, j < n, w <=
+ * DPT_SPARSE_MAXW: the forward product X W of a K-block. */
+void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ldw, int n,
+                   float *z, int ldz);
+
+#endif

@@ -1,0 +1,117 @@
+/* Products with the first layer's input, which is mostly zero pixels (MNIST ~81%,
+ * Fashion-MNIST ~50%) and never negative: each output element accumulates, in the
+ * dense kernels' order (ascending along the inner dimension, FMA, from 0), only the
+ * terms whose input is not zero. Skipping x = 0 adds nothing the dense sum would not
+ * (fma(+0, d, acc) == acc for finite d and acc != -0, and a sum from +0 never reaches
+ * -0 unless a product underflows to -0), so the result equals the dense product bitwise
+ * whenever the other factor is finite (tested against the dense kernels).
+ *
+ * The dense micro-kernels share each load of one factor across 8 rows; here every
+ * nonzero input costs its own row of loads (folded into the FMAs), so the work is
+ * about density x dense + a little, which pays below ~85% density. */
+#include "gemm/sparse.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+
+enum { GROUP = 128 }; /* output columns per pass: 8 zmm accumulators */
+
+static inline __mmask16 lanes(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+
+void dpt_sparse_colmasks(const float *x, int lda, int B, int k0, int m, uint32_t *cols)
+{
+    const int nw = DPT_SPARSE_WORDS(B);
+    for (int p = 0; p < m; p += 16) {
+        const __mmask16 km = lanes(m - p);
+        for (int c = 0; c < nw; c++) {
+            uint16_t rowbits[32];
+            for (int i = 0; i < 32; i++) {
+                int b = 32 * c + i;
+                rowbits[i] = b < B ? (uint16_t)_mm512_cmp_ps_mask(
+                                         _mm512_maskz_loadu_ps(km, x + (size_t)b * lda + k0 + p),
+                                         _mm512_setzero_ps(), _CMP_NEQ_UQ)
+                                   : 0;
+            }
+            const __m512i v = _mm512_loadu_si512(rowbits);
+            for (int t = 0; t < 16 && p + t < m; t++)
+                cols[(size_t)(p + t) * nw + c] =
+                    (uint32_t)_mm512_test_epi16_mask(v, _mm512_set1_epi16((short)(1u << t)));
+        }
+    }
+}
+
+/* One output row segment of NV vectors (the last masked by `last`): the sum over the
+ * set bits of `bits` (nw words, bit t of word c is index 32c + t, ascending) of
+ * x[index * xs] * f[index * lf + ...]. NV is a constant in every expansion, so acc
+ * stays in registers. */
+static inline __attribute__((always_inline)) void
+segment(const int NV, const uint32_t *bits, int nw, const float *x, size_t xs, const float *f,
+        size_t lf, __mmask16 last, float *out)
+{
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++)
+        acc[v] = _mm512_setzero_ps();
+    for (int c = 0; c < nw; c++)
+        for (uint32_t m = bits[c]; m; m &= m - 1) {
+            const size_t i = 32 * (size_t)c + (size_t)__builtin_ctz(m);
+            const __m512 xv = _mm512_set1_ps(x[i * xs]);
+            const float *fi = f + i * lf;
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; v++)
+                if (v < NV)
+                    acc[v] = _mm512_fmadd_ps(
+                        xv, _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xFFFF, fi + 16 * v),
+                        acc[v]);
+        }
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++)
+        if (v < NV)
+            _mm512_mask_storeu_ps(out + 16 * v, v == NV - 1 ? last : 0xFFFF, acc[v]);
+}
+
+/* out[j] for j < n, in groups of up to GROUP columns. */
+static inline __attribute__((always_inline)) void row(const uint32_t *bits, int nw, const float *x, size_t xs, const float *f,
+                size_t lf, int n, float *out)
+{
+    for (int j0 = 0; j0 < n; j0 += GROUP) {
+        const int w = n - j0 < GROUP ? n - j0 : GROUP, nv = (w + 15) / 16;
+        const __mmask16 last = lanes(w - 16 * (nv - 1));
+        switch (nv) {
+        case 8: segment(8, bits, nw, x, xs, f + j0, lf, last, out + j0); break;
+        case 7: segment(7, bits, nw, x, xs, f + j0, lf, last, out + j0); break;
+        case 6: segment(6, bits, nw, x, xs, f + j0, lf, last, out + j0); break;
+        case 5: segment(5, bits, nw, x, xs, f + j0, lf, last, out + j0); break;
+        case 4: segment(4, bits, nw, x, xs, f + j0, lf, last, out + j0); break;
+        case 3: segment(3, bits, nw, x, xs, f + j0, lf, last, out + j0); break;
+        case 2: segment(2, bits, nw, x, xs, f + j0, lf, last, out + j0); break;
+        default: segment(1, bits, nw, x, xs, f + j0, lf, last, out + j0); break;
+        }
+    }
+}
+
+void dpt_sparse_xtd(const float *x, int lda, int k0, int m, int B, const uint32_t *cols,
+                    const float *d, int ldd, int n, float *g, int ldg)
+{
+    const int nw = DPT_SPARSE_WORDS(B);
+    for (int i = 0; i < m; i++)
+        row(cols + (size_t)i * nw, nw, x + k0 + i, (size_t)lda, d, (size_t)ldd, n,
+            g + (size_t)i * ldg);
+}
+
+void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ldw, int n,
+                   float *z, int ldz)
+{
+    enum { NW = (DPT_SPARSE_MAXW + 31) / 32 };
+    const int nw = (w + 31) / 32;
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * lda;
+        uint32_t bits[NW] = { 0 };
+        for (int p = 0; p < w; p += 16) {
+            __mmask16 nz = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(lanes(w - p), xb + p),
+                                              _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            bits[p / 32] |= (uint32_t)nz << (p % 32);
+        }
+        row(bits, nw, xb, 1, W, (size_t)ldw, n, z + (size_t)b * ldz);
+    }
+}
