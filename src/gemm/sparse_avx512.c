@@ -57,6 +57,9 @@ segment(const int NV, const uint32_t *bits, int nw, const float *x, size_t xs, c
             const size_t i = 32 * (size_t)c + (size_t)__builtin_ctz(m);
             const __m512 xv = _mm512_set1_ps(x[i * xs]);
             const float *fi = f + i * lf;
+            /* one base register and constant offsets for the loads (else the compiler
+             * keeps a base per vector, runs out of registers and spills) */
+            __asm__("" : "+r"(fi));
 #pragma GCC unroll 8
             for (int v = 0; v < 8; v++)
                 if (v < NV)
