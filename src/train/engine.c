@@ -107,15 +107,17 @@ static size_t kpart_stride(const dpt_engine *e)
 }
 static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * kpart_stride(e); }
 
-/* Whether K-block b of this step's B-row input is multiplied sparsely: when its nonzero
- * pixels times the sparse cost per nonzero is below its pixels times the dense cost per
- * pixel. Costs in cycles for each 16 outputs (a zmm), measured on Zen 4: dense 1 per
- * pair (the FMA, the other factor's load shared by 8 rows); sparse, per nonzero and
- * group of up to 8 zmm, the group's loads and FMAs + ~5 (bit scan, broadcast, exit
- * mispredict), and at least 5 (4-cycle FMA chains) for narrow groups. That puts the
- * break-even density at ~0.6 for 128 outputs and ~0.25 for 20 (bench/RESULTS.md).
- * Depends on the data only, never on T (and either way the products are equal). */
-static int sparse_block(const dpt_engine *e, int b, int B)
+/* Whether K-block b of this step's B-row input is multiplied sparsely, in the forward
+ * product (grad = 0: X W, the weights' rows streamed from L2) or the gradient (grad = 1:
+ * X^T dZ, dZ in L1): when its nonzero pixels times the sparse cost per nonzero is below
+ * its pixels times the dense cost per pixel. Costs in cycles for each 16 outputs (a
+ * zmm), measured on Zen 4: dense 1 per pair (the FMA, the other factor's load shared by
+ * 8 rows); sparse, per nonzero and group of up to 8 zmm, the group's loads and FMAs + 5
+ * (X W) or + 2 (X^T dZ) for the bit scan, broadcast and loop, and at least 5 (4-cycle
+ * FMA chains) for narrow groups. That puts the break-even density near 0.6 (X W) and
+ * 0.8 (X^T dZ) for 128 outputs and 0.25 for 20 (bench/RESULTS.md). Depends on the data
+ * only, never on T (and either way the products are equal). */
+static int sparse_block(const dpt_engine *e, int b, int B, int grad)
 {
     const dpt_layer *l0 = &e->net->layer[0];
     const int w = dpt_kblock_row(l0->in, b + 1) - dpt_kblock_row(l0->in, b);
@@ -124,7 +126,7 @@ static int sparse_block(const dpt_engine *e, int b, int B)
     double per_nz = 0;
     for (int j = 0; j < l0->out; j += 128) {
         int nv = ((l0->out - j < 128 ? l0->out - j : 128) + 15) / 16;
-        per_nz += nv <= 4 ? 5 : nv + 5;
+        per_nz += nv <= 4 ? 5 : nv + (grad ? 2 : 5);
     }
     return (double)e->kbnz[b] * per_nz < (double)B * w * (l0->out / 16.0);
 }
@@ -453,7 +455,7 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
              * buffer is only written for dpt_engine_gradient) */
             float *gblock = train ? wk->gblock : net->grads + off;
             double t0 = dpt_now();
-            if (kblocked && sparse_block(e, kb, B)) {
+            if (kblocked && sparse_block(e, kb, B, 1)) {
                 dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
                 dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
                                gblock, ly->out);
@@ -578,7 +580,7 @@ static void step(stepctx *c)
             e->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
             if (pf_blocks)
                 prefetch_next(c, 0, c->nextB, k0, k1);
-            if (sparse_block(e, b, B))
+            if (sparse_block(e, b, B, 0))
                 dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0,
                               net->params + l0->w + (size_t)k0 * l0->out, l0->out, l0->out,
                               kpart(e, b), l0->out);
