@@ -409,11 +409,7 @@ int dpt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 
 int dpt_sparse_usable(void)
 {
-    static int bw = -1;
-    if (bw < 0) {
-        __builtin_cpu_init();
-        bw = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-    }
     const char *env = getenv("DPTRAIN_SPARSE"); /* "0": every product dense */
-    return bw && !strcmp(kern()->name, "avx512") && !(env && !strcmp(env, "0"));
+    return !strcmp(kern()->name, "avx512") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && !(env && !strcmp(env, "0"));
 }

@@ -46,15 +46,11 @@ bytes_to_unit_avx512(float *restrict dst, const uint8_t *restrict src, size_t n)
     return nz;
 }
 
-static int have_avx512 = -1;
+/* (libgcc fills the CPU model before main: a few loads per call, no shared state) */
 static int avx512(void)
 {
-    if (have_avx512 < 0) {
-        __builtin_cpu_init();
-        have_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-                      && __builtin_cpu_supports("avx512vl");
-    }
-    return have_avx512;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
 }
 
 static size_t bytes_to_unit(float *restrict dst, const uint8_t *restrict src, size_t n)

@@ -40,6 +40,7 @@ typedef struct worker {
     double *acc;                  /* [maxw] bias-gradient column sums */
     float *gblock;                /* [GBLOCK] a block of weight gradient */
     uint32_t cols[SPARSE_COLS];   /* nonzero bitsets of a gradient block's input columns */
+    size_t kbnz[DPT_KBLOCKS];     /* nonzero pixels of the own K-blocks of this step's input */
     double t_compute, t_sync, t_update;
     int bad_grad[2];              /* a non-finite gradient seen in a step of parity i */
 } worker;
@@ -57,8 +58,6 @@ struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
     int sparse;                    /* K-block products may skip zero pixels */
-    size_t kbnz[DPT_KBLOCKS];      /* nonzero pixels of each K-block of this step's input
-                                      (written and read by the block's owner) */
     const char *binding;
     float *x;                      /* [maxB][sizes[0]] input, pixels / 255: rows in
                                       order, or (K-split batches) block-major, see xblock */
@@ -117,7 +116,7 @@ static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * k
  * FMA chains) for narrow groups. That puts the break-even density near 0.6 (X W) and
  * 0.8 (X^T dZ) for 128 outputs and 0.25 for 20 (bench/RESULTS.md). Depends on the data
  * only, never on T (and either way the products are equal). */
-static int sparse_block(const dpt_engine *e, int b, int B, int grad)
+static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B, int grad)
 {
     const dpt_layer *l0 = &e->net->layer[0];
     const int w = dpt_kblock_row(l0->in, b + 1) - dpt_kblock_row(l0->in, b);
@@ -128,7 +127,7 @@ static int sparse_block(const dpt_engine *e, int b, int B, int grad)
         int nv = ((l0->out - j < 128 ? l0->out - j : 128) + 15) / 16;
         per_nz += nv <= 4 ? 5 : nv + (grad ? 2 : 5);
     }
-    return (double)e->kbnz[b] * per_nz < (double)B * w * (l0->out / 16.0);
+    return (double)wk->kbnz[b] * per_nz < (double)B * w * (l0->out / 16.0);
 }
 
 /* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
@@ -455,7 +454,7 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
              * buffer is only written for dpt_engine_gradient) */
             float *gblock = train ? wk->gblock : net->grads + off;
             double t0 = dpt_now();
-            if (kblocked && sparse_block(e, kb, B, 1)) {
+            if (kblocked && sparse_block(e, wk, kb, B, 1)) {
                 dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
                 dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
                                gblock, ly->out);
@@ -577,10 +576,10 @@ static void step(stepctx *c)
     if (ksplit) {
         for (int b = sh->b0; b < sh->b1; b++) {
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
-            e->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
+            wk->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
             if (pf_blocks)
                 prefetch_next(c, 0, c->nextB, k0, k1);
-            if (sparse_block(e, b, B, 0))
+            if (sparse_block(e, wk, b, B, 0))
                 dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0,
                               net->params + l0->w + (size_t)k0 * l0->out, l0->out, l0->out,
                               kpart(e, b), l0->out);
