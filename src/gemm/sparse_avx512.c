@@ -8,7 +8,8 @@
  *
  * The dense micro-kernels share each load of one factor across 8 rows; here every
  * nonzero input costs its own row of loads (folded into the FMAs), so the work is
- * about density x dense + a little, which pays below ~85% density. */
+ * about density x dense + a little, which pays below a density that depends on the
+ * width and the product (measured: engine.c, sparse_block). */
 #include "gemm/sparse.h"
 
 #include <immintrin.h>
@@ -16,7 +17,10 @@
 
 enum { GROUP = 128 }; /* output columns per pass: 8 zmm accumulators */
 
-static inline __mmask16 lanes(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+static inline __mmask16 lanes(int left)
+{
+    return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+}
 
 void dpt_sparse_colmasks(const float *x, int lda, int B, int k0, int m, uint32_t *cols)
 {
@@ -26,10 +30,11 @@ void dpt_sparse_colmasks(const float *x, int lda, int B, int k0, int m, uint32_t
         for (int c = 0; c < nw; c++) {
             uint16_t rowbits[32];
             for (int i = 0; i < 32; i++) {
-                int b = 32 * c + i;
-                rowbits[i] = b < B ? (uint16_t)_mm512_cmp_ps_mask(
-                                         _mm512_maskz_loadu_ps(km, x + (size_t)b * lda + k0 + p),
-                                         _mm512_setzero_ps(), _CMP_NEQ_UQ)
+                const int b = 32 * c + i;
+                const float *xb = x + (size_t)b * lda + k0 + p;
+                rowbits[i] = b < B ? (uint16_t)_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(km, xb),
+                                                                  _mm512_setzero_ps(),
+                                                                  _CMP_NEQ_UQ)
                                    : 0;
             }
             const __m512i v = _mm512_loadu_si512(rowbits);
@@ -74,8 +79,9 @@ segment(const int NV, const uint32_t *bits, int nw, const float *x, size_t xs, c
 }
 
 /* out[j] for j < n, in groups of up to GROUP columns. */
-static inline __attribute__((always_inline)) void row(const uint32_t *bits, int nw, const float *x, size_t xs, const float *f,
-                size_t lf, int n, float *out)
+static inline __attribute__((always_inline)) void
+row(const uint32_t *bits, int nw, const float *x, size_t xs, const float *f, size_t lf, int n,
+    float *out)
 {
     for (int j0 = 0; j0 < n; j0 += GROUP) {
         const int w = n - j0 < GROUP ? n - j0 : GROUP, nv = (w + 15) / 16;
