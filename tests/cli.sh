@@ -187,6 +187,15 @@ if "$DPTRAIN" info | grep -q '^kernels_supported: avx512 avx2'; then
 else
     ok "AVX2 vs AVX-512 comparison skipped (this CPU lacks one of them)"
 fi
+if "$DPTRAIN" info | grep -q '^kernel: avx512'; then
+    "$DPTRAIN" info | grep -q '^sparse_first_layer: yes' &&
+        DPTRAIN_SPARSE=0 "$DPTRAIN" info | grep -q '^sparse_first_layer: no (DPTRAIN_SPARSE=0)' &&
+        DPTRAIN_ISA=avx2 "$DPTRAIN" info | grep -q '^sparse_first_layer: no (needs the avx512' &&
+        ok "info reports whether the first layer skips zero pixels" ||
+        bad "info: sparse_first_layer line wrong"
+else
+    ok "sparse_first_layer report skipped (no AVX-512 kernel here)"
+fi
 # the first layer skips zero pixels where that pays (wide and narrow layers alike)
 for a in "--arch 784-128-64-10" "--arch 784-20-7-5-10 --optimizer sgd --batch 64"; do
     fs=$("$DPTRAIN" train $Q --epochs 1 $a --threads 2 | grep '^fingerprint:')

@@ -1,6 +1,7 @@
 /* dptrain info: the machine as dptrain sees it. */
 #include "cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_info(int argc, char **argv)
@@ -8,7 +9,8 @@ int cmd_info(int argc, char **argv)
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         puts("usage: dptrain info\n\nPrints the CPU topology (hwloc), the default thread "
              "count, the gemm kernels\nthis CPU runs and the one in use (DPTRAIN_ISA=ref|avx2|"
-             "avx512 forces one).");
+             "avx512 forces one), and\nwhether the first layer skips zero pixels "
+             "(DPTRAIN_SPARSE=0 turns it off).");
         return 0;
     }
     if (argc > 1)
@@ -30,5 +32,10 @@ int cmd_info(int argc, char **argv)
         if (dpt_gemm_supported(isas[i]))
             printf(" %s", isas[i]);
     printf("\nkernel: %s\n", dpt_gemm_kernel());
+    const char *sp = getenv("DPTRAIN_SPARSE");
+    printf("sparse_first_layer: %s\n",
+           dpt_gemm_sparse()          ? "yes (zero pixels skipped; DPTRAIN_SPARSE=0 turns it off)"
+           : sp && !strcmp(sp, "0")   ? "no (DPTRAIN_SPARSE=0)"
+                                      : "no (needs the avx512 kernel and AVX-512 BW/VL)");
     return 0;
 }

@@ -413,3 +413,5 @@ int dpt_sparse_usable(void)
     return !strcmp(kern()->name, "avx512") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && !(env && !strcmp(env, "0"));
 }
+
+int dpt_gemm_sparse(void) { return dpt_sparse_usable(); }
