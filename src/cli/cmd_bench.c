@@ -142,7 +142,8 @@ int cmd_bench(int argc, char **argv)
         rows[k] = (row){ counts[k], sps[k][med], tot > 0 ? pt.compute / tot : 0,
                          tot > 0 ? pt.sync / tot : 0, tot > 0 ? pt.update / tot : 0 };
     }
-    printf("# kernel %s, binding %s\n", dpt_gemm_kernel(), binding);
+    printf("# kernel %s%s, binding %s\n", dpt_gemm_kernel(),
+           dpt_gemm_sparse() ? " (sparse first layer)" : "", binding);
     printf("%7s %12s %8s %10s %8s %8s %8s\n", "threads", "samples/s", "speedup", "efficiency",
            "compute", "sync", "update");
     /* speedup against the 1-thread row if there is one, else against the first row
@@ -166,9 +167,10 @@ int cmd_bench(int argc, char **argv)
             goto out;
         }
         fprintf(f, "{\"arch\": \"%s\", \"optimizer\": \"%s\", \"batch\": %d, \"steps\": %d, "
-                   "\"kernel\": \"%s\", \"binding\": \"%s\", \"cores\": %d, \"results\": [",
+                   "\"kernel\": \"%s\", \"sparse_first_layer\": %s, \"binding\": \"%s\", "
+                   "\"cores\": %d, \"results\": [",
                 arch, dpt_optimizer_name(c.cfg.optimizer), c.cfg.batch, steps,
-                dpt_gemm_kernel(), binding, topo.cores);
+                dpt_gemm_kernel(), dpt_gemm_sparse() ? "true" : "false", binding, topo.cores);
         for (int k = 0; k < nc; k++)
             fprintf(f, "%s\n  {\"threads\": %d, \"samples_per_s\": %.1f, \"speedup\": %.4f, "
                        "\"compute\": %.4f, \"sync\": %.4f, \"update\": %.4f}",
