@@ -48,11 +48,13 @@ typedef struct worker {
 /* A thread's share of the update: units [u0, u1) of the global unit list. Unit u of
  * layer l is row u of W_l (u < in_l) or the layer's "bias unit" (b, gamma, beta and the
  * running statistics), unit in_l. The first layer's W rows are the exception: they go
- * with the thread's K-blocks [b0, b1) (see DPT_KBLOCKS), whatever [u0, u1) says. */
+ * with the thread's K-blocks (see DPT_KBLOCKS), whatever [u0, u1) says. */
 typedef struct share {
     size_t u0, u1;
-    int b0, b1;
+    unsigned kb; /* bit b: the thread owns K-block b */
 } share;
+
+static int owns(const share *sh, int b) { return (int)(sh->kb >> b & 1u); }
 
 struct dpt_engine {
     dpt_net *net;
@@ -140,6 +142,15 @@ static const float *act(const dpt_engine *e, int l)
 int dpt_engine_threads(const dpt_engine *e) { return e->T; }
 const char *dpt_engine_binding(const dpt_engine *e) { return e->binding; }
 
+static double blocks_cost(const dpt_engine *e, const share *sh, const double *bcost)
+{
+    double c = 0;
+    for (int b = 0; b < e->nkb; b++)
+        if (owns(sh, b))
+            c += bcost[b];
+    return c;
+}
+
 /* Splits the work of the update phase: thread t owns the first layer's K-blocks
  * [t*nkb/T, (t+1)*nkb/T) (their W rows), and a contiguous run of the other units chosen so
  * that every thread's total cost (out_l per unit) is about equal. With K-blocks a
@@ -160,12 +171,14 @@ static void plan_shares(dpt_engine *e)
     }
     e->unit0[net->L] = u;
     for (int t = 0; t < T; t++) {
-        e->shares[t].b0 = (int)((long)e->nkb * t / T);
-        e->shares[t].b1 = (int)((long)e->nkb * (t + 1) / T);
+        e->shares[t].kb = 0;
+        for (int b = (int)((long)e->nkb * t / T); b < (int)((long)e->nkb * (t + 1) / T); b++)
+            e->shares[t].kb |= 1u << b;
     }
-#define BLOCKCOST(t)                                                                   \
-    (w0 * (dpt_kblock_row(in0, e->shares[t].b1) - dpt_kblock_row(in0, e->shares[t].b0)) * \
-     out0)
+    double bcost[DPT_KBLOCKS];
+    for (int b = 0; b < e->nkb; b++)
+        bcost[b] = w0 * (dpt_kblock_row(in0, b + 1) - dpt_kblock_row(in0, b)) * out0;
+#define BLOCKCOST(t) blocks_cost(e, &e->shares[t], bcost)
     int t = 0;
     double have = BLOCKCOST(0);
     e->shares[0].u0 = 0;
@@ -306,7 +319,9 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         dpt_thread_slices(B, t, e->T, &s0, &s1);
         int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B;
         const share *sh = &e->shares[t];
-        for (int b = sh->b0; b < sh->b1; b++) { /* own K-block partials and x columns */
+        for (int b = 0; b < e->nkb; b++) { /* own K-block partials and x columns */
+            if (!owns(sh, b))
+                continue;
             int k0 = dpt_kblock_row(net->layer[0].in, b), k1 = dpt_kblock_row(net->layer[0].in, b + 1);
             memset(kpart(e, b), 0, sizeof(float) * (size_t)B * net->layer[0].out);
             memset(xblock(e, k0), 0, sizeof(float) * (size_t)B * (k1 - k0));
@@ -421,13 +436,22 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
         size_t u0 = e->unit0[l], u1 = e->unit0[l + 1];
         size_t a = sh->u0 > u0 ? sh->u0 : u0, b = sh->u1 < u1 ? sh->u1 : u1;
         int ra = (int)(a - u0), rb = a < b ? (int)(b - u0) : ra;
-        int wr = rb > ly->in ? ly->in : rb; /* W rows [ra, wr); bias unit if rb > in */
-        if (l == 0) { /* the first layer's rows are those of the thread's K-blocks */
-            ra = dpt_kblock_row(ly->in, sh->b0);
-            wr = dpt_kblock_row(ly->in, sh->b1);
-            rb = a < b && b - u0 > (size_t)ly->in ? ly->in + 1 : wr;
+        /* W rows in ranges [lo[q], hi[q]): a run of rows, or the first layer's own
+         * K-blocks (block kbl[q]); and the bias unit if has_bias */
+        int lo[DPT_KBLOCKS], hi[DPT_KBLOCKS], kbl[DPT_KBLOCKS], nq = 0;
+        int has_bias = a < b && rb > ly->in;
+        if (l == 0) {
+            for (int q = 0; q < e->nkb; q++)
+                if (owns(sh, q)) {
+                    lo[nq] = dpt_kblock_row(ly->in, q);
+                    hi[nq] = dpt_kblock_row(ly->in, q + 1);
+                    kbl[nq++] = q;
+                }
+            has_bias = a < b && b - u0 > (size_t)ly->in;
+        } else if (ra < (rb > ly->in ? ly->in : rb)) {
+            lo[0] = ra, hi[0] = rb > ly->in ? ly->in : rb, kbl[0] = -1, nq = 1;
         }
-        if (ra >= rb)
+        if (!nq && !has_bias)
             continue;
         const float *in = l ? act(e, l - 1) : e->x;
         const int train = c->mode == MODE_TRAIN && !c->bad_cost;
@@ -436,41 +460,38 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
          * is still in L1. */
         const int rb_rows = ly->out >= GBLOCK ? 1 : GBLOCK / ly->out;
         const int kblocked = l == 0 && ksplit;
-        int kb = sh->b0, kend = kblocked ? dpt_kblock_row(ly->in, kb + 1) : wr;
-        for (int r = ra; r < wr;) {
-            if (r == kend) /* next K-block (block-major input) */
-                kend = dpt_kblock_row(ly->in, ++kb + 1);
-            int m = kend - r < rb_rows ? kend - r : rb_rows;
-            const float *xa = in + r;
-            int lda = ly->in;
-            if (kblocked) {
-                int k0 = dpt_kblock_row(ly->in, kb);
-                xa = xblock(e, k0) + (r - k0);
-                lda = kend - k0;
+        for (int q = 0; q < nq; q++)
+            for (int r = lo[q]; r < hi[q];) {
+                int m = hi[q] - r < rb_rows ? hi[q] - r : rb_rows;
+                const float *xa = in + r;
+                int lda = ly->in;
+                if (kblocked) { /* block-major input */
+                    xa = xblock(e, lo[q]) + (r - lo[q]);
+                    lda = hi[q] - lo[q];
+                }
+                size_t off = ly->w + (size_t)r * ly->out;
+                r += m;
+                /* training keeps the block in a per-thread scratch (the full gradient
+                 * buffer is only written for dpt_engine_gradient) */
+                float *gblock = train ? wk->gblock : net->grads + off;
+                double t0 = dpt_now();
+                if (kblocked && sparse_block(e, wk, kbl[q], B, 1)) {
+                    dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
+                    dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
+                                   gblock, ly->out);
+                } else {
+                    dpt_sgemm(1, 0, m, ly->out, B, 1.0f, xa, lda, e->dz[l], ly->out, 0.0f,
+                              gblock, ly->out);
+                }
+                double t1 = dpt_now();
+                wk->t_compute += t1 - t0;
+                if (train) {
+                    bad |= dpt_optim_update(net, gblock, off, off + (size_t)m * ly->out, 1,
+                                            B, tstep);
+                    wk->t_update += dpt_now() - t1;
+                }
             }
-            size_t off = ly->w + (size_t)r * ly->out;
-            r += m;
-            /* training keeps the block in a per-thread scratch (the full gradient
-             * buffer is only written for dpt_engine_gradient) */
-            float *gblock = train ? wk->gblock : net->grads + off;
-            double t0 = dpt_now();
-            if (kblocked && sparse_block(e, wk, kb, B, 1)) {
-                dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
-                dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
-                               gblock, ly->out);
-            } else {
-                dpt_sgemm(1, 0, m, ly->out, B, 1.0f, xa, lda, e->dz[l], ly->out, 0.0f,
-                          gblock, ly->out);
-            }
-            double t1 = dpt_now();
-            wk->t_compute += t1 - t0;
-            if (train) {
-                bad |= dpt_optim_update(net, gblock, off, off + (size_t)m * ly->out, 1, B,
-                                        tstep);
-                wk->t_update += dpt_now() - t1;
-            }
-        }
-        if (rb > ly->in) {
+        if (has_bias) {
             double t0 = dpt_now();
             /* bias gradient: column sums of dZ over the batch, rows in order */
             double *acc = wk->acc;
@@ -491,7 +512,7 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
         if (!train)
             continue;
         double t1 = dpt_now();
-        if (rb > ly->in) {
+        if (has_bias) {
             bad |= dpt_optim_update(net, net->grads + ly->b, ly->b, ly->b + ly->out, 0, B,
                                     tstep);
             if (ly->bn) {
@@ -559,22 +580,25 @@ static void step(stepctx *c)
     const int ksplit = dpt_ksplit(e, B);
     const int pf_blocks = c->next && ksplit && dpt_ksplit(e, c->nextB);
     if (c->next && !pf_blocks) {
-        int k0 = 0, k1 = l0->in, q0, q1, a = 0, b = c->nextB;
         if (dpt_ksplit(e, c->nextB)) { /* own columns of every row */
-            k0 = dpt_kblock_row(l0->in, sh->b0);
-            k1 = dpt_kblock_row(l0->in, sh->b1);
+            for (int b = 0; b < e->nkb; b++)
+                if (owns(sh, b))
+                    prefetch_next(c, 0, c->nextB, dpt_kblock_row(l0->in, b),
+                                  dpt_kblock_row(l0->in, b + 1));
         } else { /* own rows */
+            int q0, q1;
             dpt_thread_slices(c->nextB, t, e->T, &q0, &q1);
-            a = q0 * DPT_SLICE;
-            b = q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB;
+            prefetch_next(c, q0 * DPT_SLICE,
+                          q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB, 0, l0->in);
         }
-        prefetch_next(c, a, b, k0, k1);
     }
 
     /* First layer, small batches: this thread's K-blocks over the whole batch, then
      * (after a barrier) the block partials of its own rows summed in block order. */
     if (ksplit) {
-        for (int b = sh->b0; b < sh->b1; b++) {
+        for (int b = 0; b < e->nkb; b++) {
+            if (!owns(sh, b))
+                continue;
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
             wk->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
             if (pf_blocks)
