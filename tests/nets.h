@@ -4,7 +4,10 @@
 
 #include "helpers.h"
 
-/* n samples of w*w random pixels; labels from a fixed rule so that there is signal. */
+/* n samples of w*w random pixels, zero with a probability that falls from 90% in the
+ * top and bottom rows to 10% in the middle ones (like digits and clothes: the first
+ * layer's K-blocks differ in density, so the engine takes sparse and dense paths and
+ * plans uneven blocks); labels from a fixed rule so that there is signal. */
 static inline dpt_dataset synth(size_t n, int side, int classes, uint64_t seed)
 {
     dpt_dataset ds = { 0 };
@@ -17,7 +20,11 @@ static inline dpt_dataset synth(size_t n, int side, int classes, uint64_t seed)
     for (size_t i = 0; i < n; i++) {
         unsigned sum = 0;
         for (size_t p = 0; p < ds.dim; p++) {
-            uint8_t v = (uint8_t)(dpt_rand64(seed, 9, i * ds.dim + p) & 0xFF);
+            const uint64_t rnd = dpt_rand64(seed, 9, i * ds.dim + p);
+            const int row = (int)(p / (size_t)side), mid = side / 2;
+            const int off = row < mid ? mid - row : row - mid + 1; /* 1 .. side/2 */
+            const unsigned zero_pct = 10 + 80 * (unsigned)(off - 1) / (unsigned)(mid > 1 ? mid - 1 : 1);
+            uint8_t v = (rnd >> 8) % 100 < zero_pct ? 0 : (uint8_t)(rnd & 0xFF);
             ds.images[i * ds.dim + p] = v;
             sum += v * (unsigned)(p + 1);
         }

@@ -60,6 +60,7 @@ struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
     int sparse;                    /* K-block products may skip zero pixels */
+    const dpt_dataset *planned;    /* the data the plan's block costs were measured on */
     const char *binding;
     float *x;                      /* [maxB][sizes[0]] input, pixels / 255: rows in
                                       order, or (K-split batches) block-major, see xblock */
@@ -118,18 +119,22 @@ static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * k
  * FMA chains) for narrow groups. That puts the break-even density near 0.6 (X W) and
  * 0.8 (X^T dZ) for 128 outputs and 0.25 for 20 (bench/RESULTS.md). Depends on the data
  * only, never on T (and either way the products are equal). */
+static double sparse_per_nz(int out, int grad)
+{
+    double per_nz = 0;
+    for (int j = 0; j < out; j += 128) {
+        int nv = ((out - j < 128 ? out - j : 128) + 15) / 16;
+        per_nz += nv <= 4 ? 5 : nv + (grad ? 2 : 5);
+    }
+    return per_nz;
+}
+
 static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B, int grad)
 {
     const dpt_layer *l0 = &e->net->layer[0];
     const int w = dpt_kblock_row(l0->in, b + 1) - dpt_kblock_row(l0->in, b);
-    if (!e->sparse)
-        return 0;
-    double per_nz = 0;
-    for (int j = 0; j < l0->out; j += 128) {
-        int nv = ((l0->out - j < 128 ? l0->out - j : 128) + 15) / 16;
-        per_nz += nv <= 4 ? 5 : nv + (grad ? 2 : 5);
-    }
-    return (double)wk->kbnz[b] * per_nz < (double)B * w * (l0->out / 16.0);
+    return e->sparse && (double)wk->kbnz[b] * sparse_per_nz(l0->out, grad) <
+                            (double)B * w * (l0->out / 16.0);
 }
 
 /* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
@@ -151,36 +156,79 @@ static double blocks_cost(const dpt_engine *e, const share *sh, const double *bc
     return c;
 }
 
-/* Splits the work of the update phase: thread t owns the first layer's K-blocks
- * [t*nkb/T, (t+1)*nkb/T) (their W rows), and a contiguous run of the other units chosen so
- * that every thread's total cost (out_l per unit) is about equal. With K-blocks a
- * first-layer row also costs its share of the forward product, between the same two
- * barriers, so it counts twice (784 inputs make 49 sixteen-wide groups: one thread has
- * a group more, and takes fewer of the other units). */
-static void plan_shares(dpt_engine *e)
+/* Estimated cycles per step (at the engine's largest batch) of one parameter row of
+ * `out` outputs in the update phase: its gradient (B x out/16 FMA vectors, dense) and
+ * its optimiser step (Adam: ~17 cycles of the divider per 16 parameters; SGD ~2). */
+static double row_cycles(const dpt_engine *e, int out)
+{
+    const int opt = e->net->cfg.optimizer;
+    const double per16 = opt == DPT_ADAM || opt == DPT_ADAMW ? 17.0 : 2.0;
+    return (e->maxB + per16) * (out / 16.0);
+}
+
+/* Splits the work between the barriers: thread t owns a set of the first layer's
+ * K-blocks (their W rows: gradient and update, and with K-blocks also their share of
+ * the forward product, which runs between the same two barriers), and a contiguous run
+ * of the other units, chosen so that every thread's estimated cycles (row_cycles) are
+ * about equal. Without densities the blocks go in contiguous runs of equal count; with
+ * the data's nonzero fraction per block (density[b]), the first layer's products cost
+ * what the sparse products would (sparse_block's model), and the blocks are dealt
+ * largest first to the least loaded thread: on Fashion-MNIST the middle blocks are
+ * 60-70% nonzero and the outer ones 30%, so equal counts are not equal work. */
+static void plan_shares(dpt_engine *e, const double *density)
 {
     dpt_net *net = e->net;
     const int T = e->T, in0 = net->layer[0].in, out0 = net->layer[0].out;
-    const double w0 = dpt_ksplit(e, e->maxB) ? 2.0 : 1.0; /* a first-layer row's weight */
-    double total = (w0 - 1.0) * in0 * out0;
+    const int ks = dpt_ksplit(e, e->maxB);
+    double bcost[DPT_KBLOCKS], total = 0;
+    for (int b = 0; b < e->nkb; b++) {
+        const double d = density ? density[b] : 1.0, dense = out0 / 16.0;
+        double fwd = ks ? dense : 0, grad = dense;
+        if (density && e->sparse && ks) {
+            fwd = fmin(dense, d * sparse_per_nz(out0, 0));
+            grad = fmin(dense, d * sparse_per_nz(out0, 1));
+        }
+        const double per_row =
+            row_cycles(e, out0) + e->maxB * (fwd + grad - dense); /* dense grad in it */
+        bcost[b] = per_row * (dpt_kblock_row(in0, b + 1) - dpt_kblock_row(in0, b));
+        total += bcost[b];
+    }
     size_t u = 0;
     for (int l = 0; l < net->L; l++) {
         e->unit0[l] = u;
         u += (size_t)net->layer[l].in + 1;
-        total += (double)(net->layer[l].in + 1) * net->layer[l].out;
+        if (l > 0)
+            total += (net->layer[l].in + 1) * row_cycles(e, net->layer[l].out);
     }
+    total += row_cycles(e, out0); /* the first layer's bias unit */
     e->unit0[net->L] = u;
-    for (int t = 0; t < T; t++) {
+    for (int t = 0; t < T; t++)
         e->shares[t].kb = 0;
-        for (int b = (int)((long)e->nkb * t / T); b < (int)((long)e->nkb * (t + 1) / T); b++)
-            e->shares[t].kb |= 1u << b;
+    if (!density) {
+        for (int t = 0; t < T; t++)
+            for (int b = (int)((long)e->nkb * t / T); b < (int)((long)e->nkb * (t + 1) / T);
+                 b++)
+                e->shares[t].kb |= 1u << b;
+    } else {
+        unsigned done = 0;
+        for (int k = 0; k < e->nkb; k++) { /* the costliest block not yet dealt ... */
+            int bb = -1;
+            for (int b = 0; b < e->nkb; b++)
+                if (!(done >> b & 1u) && (bb < 0 || bcost[b] > bcost[bb]))
+                    bb = b;
+            int tt = 0; /* ... to the least loaded thread (the first of equals) */
+            double least = blocks_cost(e, &e->shares[0], bcost);
+            for (int t = 1; t < T; t++) {
+                double c = blocks_cost(e, &e->shares[t], bcost);
+                if (c < least)
+                    tt = t, least = c;
+            }
+            done |= 1u << bb;
+            e->shares[tt].kb |= 1u << bb;
+        }
     }
-    double bcost[DPT_KBLOCKS];
-    for (int b = 0; b < e->nkb; b++)
-        bcost[b] = w0 * (dpt_kblock_row(in0, b + 1) - dpt_kblock_row(in0, b)) * out0;
-#define BLOCKCOST(t) blocks_cost(e, &e->shares[t], bcost)
     int t = 0;
-    double have = BLOCKCOST(0);
+    double have = blocks_cost(e, &e->shares[0], bcost);
     e->shares[0].u0 = 0;
     for (int l = 0; l < net->L; l++)
         for (int r = 0; r <= net->layer[l].in; r++) {
@@ -190,11 +238,10 @@ static void plan_shares(dpt_engine *e)
             while (t < T - 1 && have >= total / T) {
                 e->shares[t].u1 = gu;
                 e->shares[++t].u0 = gu;
-                have = BLOCKCOST(t);
+                have = blocks_cost(e, &e->shares[t], bcost);
             }
-            have += net->layer[l].out;
+            have += row_cycles(e, net->layer[l].out);
         }
-#undef BLOCKCOST
     e->shares[t].u1 = u;
     while (++t < T)
         e->shares[t].u0 = e->shares[t].u1 = u;
@@ -299,7 +346,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     }
     e->hit = (unsigned char *)(e->block) + nf * sizeof(float) + RND(nd) * sizeof(double);
 #undef RND
-    plan_shares(e);
+    plan_shares(e, NULL);
 
     /* Pin the team (one thread per core) and let each thread touch its own rows first,
      * so their pages land near it. GOMP keeps the same threads for later regions. */
@@ -710,6 +757,23 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
     if (ds->dim != (size_t)e->net->layer[0].in)
         return dpt_seterr(err, DPT_EINPUT, "--arch: input size %d does not match the "
                           "data's %zu pixels", e->net->layer[0].in, ds->dim);
+    if (e->sparse && ds != e->planned && dpt_ksplit(e, e->maxB)) {
+        /* the block costs depend on the data's zero pixels: measure them (up to 4096
+         * images, evenly spread) and plan again */
+        double density[DPT_KBLOCKS];
+        const size_t step = ds->n > 4096 ? ds->n / 4096 : 1;
+        const int in = e->net->layer[0].in;
+        for (int b = 0; b < e->nkb; b++) {
+            const int k0 = dpt_kblock_row(in, b), k1 = dpt_kblock_row(in, b + 1);
+            size_t nz = 0, all = 0;
+            for (size_t i = 0; i < ds->n; i += step, all += (size_t)(k1 - k0))
+                for (int k = k0; k < k1; k++)
+                    nz += ds->images[i * ds->dim + (size_t)k] != 0;
+            density[b] = all ? (double)nz / (double)all : 1.0;
+        }
+        plan_shares(e, density);
+        e->planned = ds;
+    }
     const uint64_t step0 = e->net->step;
     size_t done = 0;
     int failed = 0;
