@@ -109,16 +109,7 @@ static size_t kpart_stride(const dpt_engine *e)
 }
 static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * kpart_stride(e); }
 
-/* Whether K-block b of this step's B-row input is multiplied sparsely, in the forward
- * product (grad = 0: X W, the weights' rows streamed from L2) or the gradient (grad = 1:
- * X^T dZ, dZ in L1): when its nonzero pixels times the sparse cost per nonzero is below
- * its pixels times the dense cost per pixel. Costs in cycles for each 16 outputs (a
- * zmm), measured on Zen 4: dense 1 per pair (the FMA, the other factor's load shared by
- * 8 rows); sparse, per nonzero and group of up to 8 zmm, the group's loads and FMAs + 5
- * (X W) or + 2 (X^T dZ) for the bit scan, broadcast and loop, and at least 5 (4-cycle
- * FMA chains) for narrow groups. That puts the break-even density near 0.6 (X W) and
- * 0.8 (X^T dZ) for 128 outputs and 0.25 for 20 (bench/RESULTS.md). Depends on the data
- * only, never on T (and either way the products are equal). */
+/* The sparse products' cycles per nonzero pixel for `out` outputs (see sparse_block). */
 static double sparse_per_nz(int out, int grad)
 {
     double per_nz = 0;
@@ -129,6 +120,16 @@ static double sparse_per_nz(int out, int grad)
     return per_nz;
 }
 
+/* Whether K-block b of this step's B-row input is multiplied sparsely, in the forward
+ * product (grad = 0: X W, the weights' rows streamed from L2) or the gradient (grad = 1:
+ * X^T dZ, dZ in L1): when its nonzero pixels times the sparse cost per nonzero is below
+ * its pixels times the dense cost per pixel. Costs in cycles for each 16 outputs (a
+ * zmm), measured on Zen 4: dense 1 per pair (the FMA, the other factor's load shared by
+ * 8 rows); sparse, per nonzero and group of up to 8 zmm, the group's loads and FMAs + 5
+ * (X W) or + 2 (X^T dZ) for the bit scan, broadcast and loop, and at least 5 (4-cycle
+ * FMA chains) for narrow groups. That puts the break-even density near 0.6 (X W) and
+ * 0.8 (X^T dZ) for 128 outputs and 0.25 for 20 (bench/RESULTS.md). Depends on the data
+ * only, never on T (and either way the products are equal). */
 static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B, int grad)
 {
     const dpt_layer *l0 = &e->net->layer[0];
