@@ -146,8 +146,9 @@ int dpt_gemm_reserve(void);
 int dpt_gemm_select(const char *isa, dpt_error *err);
 /* Name of the kernel in use, and whether this CPU can run a given one. */
 const char *dpt_gemm_kernel(void);
-/* Whether training's first-layer products skip zero pixels: the avx512 kernel is in use
- * and DPTRAIN_SPARSE is not "0". (The weights are the same either way.) */
+/* Whether training's first-layer products skip zero pixels: the avx512 kernel is in use,
+ * the CPU has AVX-512 BW/VL, and DPTRAIN_SPARSE is not "0". (The weights are the same
+ * either way.) */
 int dpt_gemm_sparse(void);
 int dpt_gemm_supported(const char *isa);
 /* The M at or below which B is read unpacked; set (>= 0) for benchmarks and tests,

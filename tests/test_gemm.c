@@ -276,7 +276,7 @@ Test(gemm, avx2_and_avx512_agree_bitwise, .timeout = 60)
  * bitwise: inputs like pixels / 255 at densities 0 to 1, batches across 32-row words,
  * block widths across 16-column pieces, outputs across 16-wide vectors and 128-wide
  * groups; guards around every output stay untouched. */
-static float *pixels(int rows, int cols, int ld, double density, uint64_t seed)
+static float *pixels(int rows, int ld, double density, uint64_t seed)
 {
     float *x = dpt_alloc((size_t)rows * ld, sizeof(float));
     for (size_t i = 0; i < (size_t)rows * ld; i++) {
@@ -285,7 +285,6 @@ static float *pixels(int rows, int cols, int ld, double density, uint64_t seed)
         x[i] = (u % 1000) < density * 1000 ? (float)(1 + (u >> 12) % 255) * (1.0f / 255.0f)
                                             : 0.0f;
     }
-    (void)cols;
     return x;
 }
 
@@ -294,7 +293,7 @@ Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
     if (!dpt_gemm_supported("avx512"))
         cr_skip_test("needs AVX-512");
     use_kernel("avx512");
-    if (!dpt_sparse_usable())
+    if (!dpt_gemm_sparse())
         cr_skip_test("sparse products not usable here");
     static const int Bs[] = { 1, 5, 32, 33, 64, 100, 300 }, ws[] = { 1, 15, 16, 17, 96, 128 },
                      ns[] = { 1, 10, 20, 64, 100, 128, 129, 300 };
@@ -305,7 +304,7 @@ Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
             for (int ni = 0; ni < 8; ni++) {
                 const int B = Bs[bi], w = ws[wi], n = ns[ni], lda = w + 3;
                 const double d = dens[(bi + wi + ni) % 4];
-                float *x = pixels(B, w, lda, d, 1 + (uint64_t)(bi * 64 + wi * 8 + ni));
+                float *x = pixels(B, lda, d, 1 + (uint64_t)(bi * 64 + wi * 8 + ni));
                 float *W = rmat((size_t)w * n, 7), *dz = rmat((size_t)B * n, 8);
                 const int ldz = n + 2;
                 float *zs = dpt_alloc((size_t)B * ldz + 1, sizeof(float));

@@ -13,7 +13,6 @@
  * whatever the path, so paths can be chosen by M without breaking row invariance. */
 #include "dptrain.h"
 #include "gemm/gemm.h"
-#include "gemm/sparse.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -407,11 +406,9 @@ int dpt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
     return dpt_sgemm_ex(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
-int dpt_sparse_usable(void)
+int dpt_gemm_sparse(void)
 {
     const char *env = getenv("DPTRAIN_SPARSE"); /* "0": every product dense */
     return !strcmp(kern()->name, "avx512") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && !(env && !strcmp(env, "0"));
 }
-
-int dpt_gemm_sparse(void) { return dpt_sparse_usable(); }

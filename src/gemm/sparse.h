@@ -1,7 +1,7 @@
 /* Products with a sparse, non-negative left factor x (the first layer's input block:
  * B rows of pixel values / 255, row stride lda), skipping its zeros; equal bitwise to
  * the dense FMA kernels' products when the other factor is finite (see
- * sparse_avx512.c). AVX-512 (F, BW, VL) only: callers check dpt_sparse_usable(). */
+ * sparse_avx512.c). AVX-512 (F, BW, VL) only: callers check dpt_gemm_sparse(). */
 #ifndef DPT_SPARSE_H
 #define DPT_SPARSE_H
 
@@ -9,11 +9,6 @@
 
 enum { DPT_SPARSE_MAXW = 128 }; /* widest x block dpt_sparse_xw takes */
 #define DPT_SPARSE_WORDS(B) (((B) + 31) / 32)
-
-/* Whether the sparse products may run: the CPU has AVX-512 F/BW/VL, the active gemm
- * kernel is the AVX-512 one (DPTRAIN_ISA=avx2 or ref keeps every product dense) and
- * DPTRAIN_SPARSE is not "0". */
-int dpt_sparse_usable(void);
 
 /* cols[i * DPT_SPARSE_WORDS(B) + c], bit t: x[(32c + t) * lda + k0 + i] != 0, for
  * i < m. */

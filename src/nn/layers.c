@@ -46,35 +46,35 @@ bytes_to_unit_avx512(float *restrict dst, const uint8_t *restrict src, size_t n)
     return nz;
 }
 
-/* (libgcc fills the CPU model before main: a few loads per call, no shared state) */
-static int avx512(void)
-{
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
-}
-
-static size_t bytes_to_unit(float *restrict dst, const uint8_t *restrict src, size_t n)
-{
-    return avx512() ? bytes_to_unit_avx512(dst, src, n) : bytes_to_unit_c(dst, src, n);
-}
+/* The AVX-512 routine if the CPU has it (checked once per call of the loaders below,
+ * not per row; libgcc fills the CPU model before main, so there is no shared state). */
+#define PICK(avx512, portable)                                                         \
+    (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&          \
+             __builtin_cpu_supports("avx512vl")                                         \
+         ? avx512                                                                      \
+         : portable)
 #else
-#define bytes_to_unit bytes_to_unit_c
+#define PICK(avx512, portable) (portable)
 #endif
+
+typedef size_t (*convert_fn)(float *restrict, const uint8_t *restrict, size_t);
 
 void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x)
 {
     const size_t d = ds->dim;
+    const convert_fn conv = PICK(bytes_to_unit_avx512, bytes_to_unit_c);
     for (int r = r0; r < r1; r++)
-        bytes_to_unit(x + (size_t)r * d, ds->images + (size_t)idx[r] * d, d);
+        conv(x + (size_t)r * d, ds->images + (size_t)idx[r] * d, d);
 }
 
 size_t dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0,
                            int k1, float *x)
 {
     const size_t d = ds->dim, w = (size_t)(k1 - k0);
+    const convert_fn conv = PICK(bytes_to_unit_avx512, bytes_to_unit_c);
     size_t nz = 0;
     for (int r = 0; r < B; r++)
-        nz += bytes_to_unit(x + (size_t)r * w, ds->images + (size_t)idx[r] * d + k0, w);
+        nz += conv(x + (size_t)r * w, ds->images + (size_t)idx[r] * d + k0, w);
     return nz;
 }
 
@@ -112,22 +112,15 @@ sum_row_avx512(float *restrict z, const float *restrict part, size_t pstride, in
         _mm512_mask_storeu_ps(z + j, m, acc);
     }
 }
-
-static void sum_row(float *restrict z, const float *restrict part, size_t pstride, int nb,
-                    int n, const float *restrict bias, int relu)
-{
-    if (avx512())
-        sum_row_avx512(z, part, pstride, nb, n, bias, relu);
-    else
-        sum_row_c(z, part, pstride, nb, n, bias, relu);
-}
-#else
-#define sum_row sum_row_c
 #endif
+
+typedef void (*sum_row_fn)(float *restrict, const float *restrict, size_t, int, int,
+                           const float *restrict, int);
 
 void dpt_sum_partials(float *z, const float *part, size_t pstride, int nb, int r0, int r1,
                       int n, const float *bias, int relu)
 {
+    const sum_row_fn sum_row = PICK(sum_row_avx512, sum_row_c);
     for (int r = r0; r < r1; r++)
         sum_row(z + (size_t)r * n, part + (size_t)r * n, pstride, nb, n, bias, relu);
 }

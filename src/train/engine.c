@@ -300,7 +300,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         int w = dpt_kblock_row(net->layer[0].in, b + 1) - dpt_kblock_row(net->layer[0].in, b);
         kbw = w > kbw ? w : kbw;
     }
-    e->sparse = dpt_sparse_usable() && kbw <= DPT_SPARSE_MAXW && B <= SPARSE_MAXB;
+    e->sparse = dpt_gemm_sparse() && kbw <= DPT_SPARSE_MAXW && B <= SPARSE_MAXB;
     size_t npart = (size_t)e->nkb * part_stride(B, net->layer[0].out);
     nf += RND((size_t)B * net->layer[0].in) + (size_t)e->T * RND(gblock) + RND(npart);
     for (int l = 0; l < L; l++) {
@@ -748,6 +748,22 @@ static void step(stepctx *c)
         SYNC(wk);
 }
 
+/* The fraction of nonzero pixels in each K-block of ds's images (up to 4096 images,
+ * evenly spread). */
+static void block_densities(const dpt_engine *e, const dpt_dataset *ds, double *density)
+{
+    const size_t step = ds->n > 4096 ? ds->n / 4096 : 1;
+    const int in = e->net->layer[0].in;
+    for (int b = 0; b < e->nkb; b++) {
+        const int k0 = dpt_kblock_row(in, b), k1 = dpt_kblock_row(in, b + 1);
+        size_t nz = 0, all = 0;
+        for (size_t i = 0; i < ds->n; i += step, all += (size_t)(k1 - k0))
+            for (int k = k0; k < k1; k++)
+                nz += ds->images[i * ds->dim + (size_t)k] != 0;
+        density[b] = all ? (double)nz / (double)all : 1.0;
+    }
+}
+
 int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order,
                      size_t n, int batch, size_t first_batch, size_t nsteps,
                      double *cost_sum, size_t *correct, dpt_error *err)
@@ -759,19 +775,9 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
         return dpt_seterr(err, DPT_EINPUT, "--arch: input size %d does not match the "
                           "data's %zu pixels", e->net->layer[0].in, ds->dim);
     if (e->sparse && ds != e->planned && dpt_ksplit(e, e->maxB)) {
-        /* the block costs depend on the data's zero pixels: measure them (up to 4096
-         * images, evenly spread) and plan again */
+        /* the block costs depend on the data's zero pixels */
         double density[DPT_KBLOCKS];
-        const size_t step = ds->n > 4096 ? ds->n / 4096 : 1;
-        const int in = e->net->layer[0].in;
-        for (int b = 0; b < e->nkb; b++) {
-            const int k0 = dpt_kblock_row(in, b), k1 = dpt_kblock_row(in, b + 1);
-            size_t nz = 0, all = 0;
-            for (size_t i = 0; i < ds->n; i += step, all += (size_t)(k1 - k0))
-                for (int k = k0; k < k1; k++)
-                    nz += ds->images[i * ds->dim + (size_t)k] != 0;
-            density[b] = all ? (double)nz / (double)all : 1.0;
-        }
+        block_densities(e, ds, density);
         plan_shares(e, density);
         e->planned = ds;
     }
