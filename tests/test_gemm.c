@@ -296,12 +296,12 @@ Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
     if (!dpt_gemm_sparse())
         cr_skip_test("sparse products not usable here");
     static const int Bs[] = { 1, 5, 32, 33, 64, 100, 300 }, ws[] = { 1, 15, 16, 17, 96, 128 },
-                     ns[] = { 1, 10, 20, 64, 100, 128, 129, 300 };
+                     ns[] = { 1, 4, 8, 10, 16, 20, 24, 32, 33, 64, 100, 128, 129, 300 };
     static const double dens[] = { 0.0, 0.05, 0.5, 1.0 };
     uint32_t *cols = malloc(sizeof(uint32_t) * 128 * DPT_SPARSE_WORDS(300));
     for (int bi = 0; bi < 7; bi++)
         for (int wi = 0; wi < 6; wi++)
-            for (int ni = 0; ni < 8; ni++) {
+            for (int ni = 0; ni < (int)(sizeof ns / sizeof *ns); ni++) {
                 const int B = Bs[bi], w = ws[wi], n = ns[ni], lda = w + 3;
                 const double d = dens[(bi + wi + ni) % 4];
                 float *x = pixels(B, lda, d, 1 + (uint64_t)(bi * 64 + wi * 8 + ni));
