@@ -60,7 +60,8 @@ struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
     int sparse;                    /* K-block products may skip zero pixels */
-    const dpt_dataset *planned;    /* the data the plan's block costs were measured on */
+    const uint8_t *planned;        /* the images (and their count) the plan's block costs */
+    size_t planned_n;              /* were measured on */
     const char *binding;
     float *x;                      /* [maxB][sizes[0]] input, pixels / 255: rows in
                                       order, or (K-split batches) block-major, see xblock */
@@ -774,12 +775,14 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
     if (ds->dim != (size_t)e->net->layer[0].in)
         return dpt_seterr(err, DPT_EINPUT, "--arch: input size %d does not match the "
                           "data's %zu pixels", e->net->layer[0].in, ds->dim);
-    if (e->sparse && ds != e->planned && dpt_ksplit(e, e->maxB)) {
+    if (e->sparse && (ds->images != e->planned || ds->n != e->planned_n) &&
+        dpt_ksplit(e, e->maxB)) {
         /* the block costs depend on the data's zero pixels */
         double density[DPT_KBLOCKS];
         block_densities(e, ds, density);
         plan_shares(e, density);
-        e->planned = ds;
+        e->planned = ds->images;
+        e->planned_n = ds->n;
     }
     const uint64_t step0 = e->net->step;
     size_t done = 0;
