@@ -116,21 +116,22 @@ static double sparse_per_nz(int out, int grad)
     double per_nz = 0;
     for (int j = 0; j < out; j += 128) {
         int nv = ((out - j < 128 ? out - j : 128) + 15) / 16;
-        per_nz += nv <= 4 ? 5 : nv + (grad ? 2 : 5);
+        per_nz += nv <= 4 ? 5 : nv + (grad ? 2 : 3.5);
     }
     return per_nz;
 }
 
 /* Whether K-block b of this step's B-row input is multiplied sparsely, in the forward
- * product (grad = 0: X W, the weights' rows streamed from L2) or the gradient (grad = 1:
- * X^T dZ, dZ in L1): when its nonzero pixels times the sparse cost per nonzero is below
- * its pixels times the dense cost per pixel. Costs in cycles for each 16 outputs (a
- * zmm), measured on Zen 4: dense 1 per pair (the FMA, the other factor's load shared by
- * 8 rows); sparse, per nonzero and group of up to 8 zmm, the group's loads and FMAs + 5
- * (X W) or + 2 (X^T dZ) for the bit scan, broadcast and loop, and at least 5 (4-cycle
- * FMA chains) for narrow groups. That puts the break-even density near 0.6 (X W) and
- * 0.8 (X^T dZ) for 128 outputs and 0.25 for 20 (bench/RESULTS.md). Depends on the data
- * only, never on T (and either way the products are equal). */
+ * product (grad = 0: X W) or the gradient (grad = 1: X^T dZ), the other factor's rows
+ * read from L1 in chunks (sparse_avx512.c): when its nonzero pixels times the sparse
+ * cost per nonzero is below its pixels times the dense cost per pixel. Costs in cycles
+ * for each 16 outputs (a zmm), measured on Zen 4: dense 1 per pair (the FMA, the other
+ * factor's load shared by 8 rows); sparse, per nonzero and group of up to 8 zmm, the
+ * group's loads and FMAs + 3.5 (X W) or + 2 (X^T dZ) for the bit scan, broadcast and
+ * loop, and at least 5 (4-cycle FMA chains) for narrow groups. That puts the break-even
+ * density near 0.7 (X W) and 0.8 (X^T dZ) for 128 outputs and 0.25 for 20
+ * (bench/RESULTS.md). Depends on the data only, never on T (and either way the products
+ * are equal). */
 static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B, int grad)
 {
     const dpt_layer *l0 = &e->net->layer[0];
