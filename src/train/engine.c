@@ -372,13 +372,15 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         for (int b = 0; b < e->nkb; b++) { /* own K-block partials and x columns */
             if (!owns(sh, b))
                 continue;
-            int k0 = dpt_kblock_row(net->layer[0].in, b), k1 = dpt_kblock_row(net->layer[0].in, b + 1);
+            int k0 = dpt_kblock_row(net->layer[0].in, b),
+                k1 = dpt_kblock_row(net->layer[0].in, b + 1);
             memset(kpart(e, b), 0, sizeof(float) * (size_t)B * net->layer[0].out);
             memset(xblock(e, k0), 0, sizeof(float) * (size_t)B * (k1 - k0));
         }
         if (r1 > r0) {
             for (int l = 0; l < L; l++) {
-                size_t o = (size_t)r0 * net->layer[l].out, n = (size_t)(r1 - r0) * net->layer[l].out;
+                size_t o = (size_t)r0 * net->layer[l].out,
+                       n = (size_t)(r1 - r0) * net->layer[l].out;
                 memset(e->z[l] + o, 0, n * sizeof(float));
                 memset(e->h[l] + o, 0, n * sizeof(float));
                 memset(e->dz[l] + o, 0, n * sizeof(float));
