@@ -229,6 +229,19 @@ if AB_DATA=$DATA bench/ab 2 "--epochs 1 --arch 784-16-10 --batch 64" "$DPTRAIN" 
 else
     bad "bench/ab: $(cat "$T/ab")"
 fi
+if AB_MODE=bench AB_DATA=$DATA bench/ab 2 "--threads 1 --steps 3 --warmup 1 --arch 784-16-10 --batch 64" \
+    "$DPTRAIN" >"$T/ab" 2>&1 &&
+    grep -qE '^.*dptrain: median [0-9]+  best [0-9]+  runs: [0-9]+ [0-9]+$' "$T/ab"; then
+    ok "bench/ab AB_MODE=bench compares steady-state steps"
+else
+    bad "bench/ab AB_MODE=bench: $(cat "$T/ab")"
+fi
+if ! AB_MODE=sprint bench/ab 1 "" "$DPTRAIN" >/dev/null 2>"$T/err" &&
+    grep -q "AB_MODE: 'sprint'" "$T/err"; then
+    ok "bench/ab refuses an unknown AB_MODE"
+else
+    bad "bench/ab AB_MODE=sprint: $(cat "$T/err")"
+fi
 if ! bench/ab 0 "" "$DPTRAIN" >/dev/null 2>"$T/err" && grep -q "REPS: '0'" "$T/err"; then
     ok "bench/ab refuses 0 repetitions"
 else
