@@ -84,10 +84,16 @@ int dpt_optim_update(dpt_net *net, const float *g, size_t lo, size_t hi, int is_
         return sgd(w, g, net->m1 + lo, n, c->lr, c->weight_decay, l2s, c->momentum,
                    c->nesterov, t == 1, c->optimizer == DPT_MOMENTUM);
     default: {
-        float bc1 = 1.0f - powf(c->beta1, (float)t);
-        float bc2 = 1.0f - powf(c->beta2, (float)t);
+        /* the bias corrections of step t, computed once per step and thread (the engine
+         * updates a step's parameters in many ranges) */
+        static _Thread_local struct { uint64_t t; float b1, b2, bc1, rbc2sqrt; } bc;
+        if (bc.t != t || bc.b1 != c->beta1 || bc.b2 != c->beta2) {
+            bc.t = t, bc.b1 = c->beta1, bc.b2 = c->beta2;
+            bc.bc1 = 1.0f - powf(c->beta1, (float)t);
+            bc.rbc2sqrt = 1.0f / sqrtf(1.0f - powf(c->beta2, (float)t));
+        }
         return adam(w, g, net->m1 + lo, net->m2 + lo, n, c->lr, c->weight_decay, l2s,
-                    c->beta1, c->beta2, c->eps, bc1, 1.0f / sqrtf(bc2),
+                    c->beta1, c->beta2, c->eps, bc.bc1, bc.rbc2sqrt,
                     c->optimizer == DPT_ADAMW);
     }
     }

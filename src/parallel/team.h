@@ -51,6 +51,10 @@ static inline int dpt_kblock_row(int in, int b)
         return 16 * (int)((long)(in / 16) * b / nb);
     return (int)((long)in * b / nb);
 }
+static inline int dpt_kblock_width(int in, int b)
+{
+    return dpt_kblock_row(in, b + 1) - dpt_kblock_row(in, b);
+}
 
 /* Number of usable cores for the default thread count. */
 int dpt_team_default_threads(void);

@@ -60,6 +60,7 @@ struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
     int sparse;                    /* K-block products may skip zero pixels */
+    double nz_cost[2];             /* sparse_per_nz of the first layer: X W, X^T dZ */
     const uint8_t *planned;        /* the images (and their count) the plan's block costs */
     size_t planned_n;              /* were measured on */
     const char *binding;
@@ -135,9 +136,8 @@ static double sparse_per_nz(int out, int grad)
 static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B, int grad)
 {
     const dpt_layer *l0 = &e->net->layer[0];
-    const int w = dpt_kblock_row(l0->in, b + 1) - dpt_kblock_row(l0->in, b);
-    return e->sparse && (double)wk->kbnz[b] * sparse_per_nz(l0->out, grad) <
-                            (double)B * w * (l0->out / 16.0);
+    return e->sparse && (double)wk->kbnz[b] * e->nz_cost[grad] <
+                            (double)B * dpt_kblock_width(l0->in, b) * (l0->out / 16.0);
 }
 
 /* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
@@ -188,12 +188,12 @@ static void plan_shares(dpt_engine *e, const double *density)
         const double d = density ? density[b] : 1.0, dense = out0 / 16.0;
         double fwd = ks ? dense : 0, grad = dense;
         if (density && e->sparse && ks) {
-            fwd = fmin(dense, d * sparse_per_nz(out0, 0));
-            grad = fmin(dense, d * sparse_per_nz(out0, 1));
+            fwd = fmin(dense, d * e->nz_cost[0]);
+            grad = fmin(dense, d * e->nz_cost[1]);
         }
         const double per_row =
             row_cycles(e, out0) + e->maxB * (fwd + grad - dense); /* dense grad in it */
-        bcost[b] = per_row * (dpt_kblock_row(in0, b + 1) - dpt_kblock_row(in0, b));
+        bcost[b] = per_row * dpt_kblock_width(in0, b);
         total += bcost[b];
     }
     size_t u = 0;
@@ -299,10 +299,12 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     e->nkb = dpt_kblocks(net->layer[0].in);
     int kbw = 0; /* widest K-block */
     for (int b = 0; b < e->nkb; b++) {
-        int w = dpt_kblock_row(net->layer[0].in, b + 1) - dpt_kblock_row(net->layer[0].in, b);
+        int w = dpt_kblock_width(net->layer[0].in, b);
         kbw = w > kbw ? w : kbw;
     }
     e->sparse = dpt_gemm_sparse() && kbw <= DPT_SPARSE_MAXW && B <= SPARSE_MAXB;
+    e->nz_cost[0] = sparse_per_nz(net->layer[0].out, 0);
+    e->nz_cost[1] = sparse_per_nz(net->layer[0].out, 1);
     size_t npart = (size_t)e->nkb * part_stride(B, net->layer[0].out);
     nf += RND((size_t)B * net->layer[0].in) + (size_t)e->T * RND(gblock) + RND(npart);
     for (int l = 0; l < L; l++) {
@@ -512,7 +514,8 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
          * is still in L1. */
         const int rb_rows = ly->out >= GBLOCK ? 1 : GBLOCK / ly->out;
         const int kblocked = l == 0 && ksplit;
-        for (int q = 0; q < nq; q++)
+        for (int q = 0; q < nq; q++) {
+            const int sparse = kblocked && sparse_block(e, wk, kbl[q], B, 1);
             for (int r = lo[q]; r < hi[q];) {
                 int m = hi[q] - r < rb_rows ? hi[q] - r : rb_rows;
                 const float *xa = in + r;
@@ -527,7 +530,7 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                  * buffer is only written for dpt_engine_gradient) */
                 float *gblock = train ? wk->gblock : net->grads + off;
                 double t0 = dpt_now();
-                if (kblocked && sparse_block(e, wk, kbl[q], B, 1)) {
+                if (sparse) {
                     dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
                     dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
                                    gblock, ly->out);
@@ -543,6 +546,7 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                     wk->t_update += dpt_now() - t1;
                 }
             }
+        }
         if (has_bias) {
             double t0 = dpt_now();
             /* bias gradient: column sums of dZ over the batch, rows in order */
