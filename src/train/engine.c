@@ -169,6 +169,49 @@ static double row_cycles(const dpt_engine *e, int out)
     return (e->maxB + per16) * (out / 16.0);
 }
 
+/* Gives each thread a contiguous run of K-blocks instead of the dealt ones, the runs
+ * chosen to make the costliest run as cheap as possible, if no run then costs more than
+ * `most` (the larger of a thread's fair share and the costliest thread of the dealt
+ * plan, so the other layers' units even the threads out at least as well as before).
+ * Returns 0, having changed nothing, if that is not possible. Contiguous runs matter
+ * for the input: a thread converts its blocks' columns of every image, and with
+ * interleaved blocks it touches ~10 of an image's 13 cache lines for half of its pixels
+ * (measured on two threads, small network: the conversion 30% cheaper contiguous). */
+static int contiguous_blocks(dpt_engine *e, const double *bcost, double most)
+{
+    const int T = e->T, nb = e->nkb;
+    const int R = T < nb ? T : nb; /* runs; threads beyond nb own no blocks */
+    double pre[DPT_KBLOCKS + 1] = { 0 };
+    for (int b = 0; b < nb; b++)
+        pre[b + 1] = pre[b] + bcost[b];
+    /* best[t][j]: the least possible costliest run when t runs take blocks [0, j);
+     * cut[t][j]: where the last of those runs starts */
+    double best[DPT_KBLOCKS + 1][DPT_KBLOCKS + 1] = { { 0 } };
+    int cut[DPT_KBLOCKS + 1][DPT_KBLOCKS + 1] = { { 0 } };
+    for (int j = 0; j <= nb; j++)
+        best[1][j] = pre[j];
+    for (int t = 2; t <= R; t++)
+        for (int j = 0; j <= nb; j++) {
+            best[t][j] = best[t - 1][j], cut[t][j] = j; /* the last run empty */
+            for (int i = 0; i < j; i++) {
+                double m = fmax(best[t - 1][i], pre[j] - pre[i]);
+                if (m < best[t][j])
+                    best[t][j] = m, cut[t][j] = i;
+            }
+        }
+    if (best[R][nb] > most * (1 + 1e-9))
+        return 0;
+    for (int t = 0; t < T; t++)
+        e->shares[t].kb = 0;
+    for (int t = R, j = nb; t >= 1; t--) {
+        int i = cut[t][j];
+        for (int b = i; b < j; b++)
+            e->shares[t - 1].kb |= 1u << b;
+        j = i;
+    }
+    return 1;
+}
+
 /* Splits the work between the barriers: thread t owns a set of the first layer's
  * K-blocks (their W rows: gradient and update, and with K-blocks also their share of
  * the forward product, which runs between the same two barriers), and a contiguous run
@@ -177,7 +220,8 @@ static double row_cycles(const dpt_engine *e, int out)
  * the data's nonzero fraction per block (density[b]), the first layer's products cost
  * what the sparse products would (sparse_block's model), and the blocks are dealt
  * largest first to the least loaded thread: on Fashion-MNIST the middle blocks are
- * 60-70% nonzero and the outer ones 30%, so equal counts are not equal work. */
+ * 60-70% nonzero and the outer ones 30%, so equal counts are not equal work. Then, if
+ * contiguous runs can be as even, they replace the dealt sets (contiguous_blocks). */
 static void plan_shares(dpt_engine *e, const double *density)
 {
     dpt_net *net = e->net;
@@ -229,6 +273,10 @@ static void plan_shares(dpt_engine *e, const double *density)
             done |= 1u << bb;
             e->shares[tt].kb |= 1u << bb;
         }
+        double most = total / T;
+        for (int t = 0; t < T; t++)
+            most = fmax(most, blocks_cost(e, &e->shares[t], bcost));
+        contiguous_blocks(e, bcost, most);
     }
     int t = 0;
     double have = blocks_cost(e, &e->shares[0], bcost);
