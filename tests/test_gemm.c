@@ -288,6 +288,19 @@ static float *pixels(int rows, int ld, double density, uint64_t seed)
     return x;
 }
 
+/* A dZ-like factor: signed values at `density`, the rest +0 or -0 alike. */
+static float *signed_sparse(int rows, int ld, double density, uint64_t seed)
+{
+    float *x = dpt_alloc((size_t)rows * ld, sizeof(float));
+    for (size_t i = 0; i < (size_t)rows * ld; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned u = (unsigned)(seed >> 33);
+        float v = ((float)(u >> 8 & 0xFFFF) - 32768.0f) * (1.0f / 65536.0f);
+        x[i] = (u % 1000) < density * 1000 ? v : (u & 1 ? -0.0f : 0.0f);
+    }
+    return x;
+}
+
 Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
 {
     if (!dpt_gemm_supported("avx512"))
@@ -299,6 +312,7 @@ Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
                      ns[] = { 1, 4, 8, 10, 16, 20, 24, 32, 33, 64, 100, 128, 129, 300 };
     static const double dens[] = { 0.0, 0.05, 0.5, 1.0 };
     uint32_t *cols = malloc(sizeof(uint32_t) * 128 * DPT_SPARSE_WORDS(300));
+    uint32_t *dcols = malloc(sizeof(uint32_t) * 300 * DPT_SPARSE_WORDS(300));
     for (int bi = 0; bi < 7; bi++)
         for (int wi = 0; wi < 6; wi++)
             for (int ni = 0; ni < (int)(sizeof ns / sizeof *ns); ni++) {
@@ -327,9 +341,52 @@ Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
                 dpt_sgemm(1, 0, m, n, B, 1.0f, x + k0, lda, dz, n, 0.0f, gd, ldg);
                 cr_assert_arr_eq(gs, gd, ((size_t)m * ldg + 1) * sizeof(float),
                                  "xtd B=%d w=%d n=%d density %.2f", B, w, n, d);
+                /* the same gradient skipping the zeros of a signed, sparse dZ (with -0s):
+                 * (dZ^T x)^T, transposed back */
+                float *dzs = signed_sparse(B, n, 1.0 - d, 9 + (uint64_t)(bi * 64 + wi * 8 + ni));
+                float *gt = dpt_alloc((size_t)n * (m + 1), sizeof(float));
+                dpt_sgemm(1, 0, m, n, B, 1.0f, x + k0, lda, dzs, n, 0.0f, gd, ldg);
+                dpt_sparse_colmasks(dzs, n, B, 0, n, dcols);
+                dpt_sparse_xtd(dzs, n, 0, n, B, dcols, x + k0, lda, m, gt, m + 1);
+                for (size_t i = 0; i < (size_t)m * ldg + 1; i++)
+                    gs[i] = -3.0f;
+                dpt_sparse_transpose(gt, m + 1, n, m, gs, ldg);
+                for (int i = 0; i < m; i++) /* the transpose leaves the padding */
+                    gd[(size_t)i * ldg + n] = -3.0f;
+                gd[(size_t)m * ldg] = -3.0f;
+                cr_assert_arr_eq(gs, gd, ((size_t)m * ldg + 1) * sizeof(float),
+                                 "dz-sparse xtd B=%d w=%d n=%d dz density %.2f", B, w, n,
+                                 1.0 - d);
                 dpt_free(x); dpt_free(W); dpt_free(dz); dpt_free(zs); dpt_free(zd);
-                dpt_free(gs); dpt_free(gd);
+                dpt_free(gs); dpt_free(gd); dpt_free(dzs); dpt_free(gt);
             }
     free(cols);
+    free(dcols);
     use_kernel("avx512");
+}
+
+/* dpt_sparse_transpose against the definition, every tile edge (1-33 rows, 1-40
+ * columns, strides wider than the rows), nothing written outside b's rows. */
+Test(gemm, the_tile_transpose_is_exact)
+{
+    if (!dpt_gemm_sparse())
+        cr_skip_test("needs the AVX-512 sparse kernels");
+    for (int rows = 1; rows <= 33; rows++)
+        for (int cols = 1; cols <= 40; cols++) {
+            const int lda = cols + 3, ldb = rows + 5;
+            float *a = rmat((size_t)rows * lda, (uint64_t)(rows * 64 + cols));
+            float *b = dpt_alloc((size_t)cols * ldb + 1, sizeof(float));
+            for (size_t i = 0; i < (size_t)cols * ldb + 1; i++)
+                b[i] = -3.0f;
+            dpt_sparse_transpose(a, lda, rows, cols, b, ldb);
+            for (int i = 0; i < cols; i++)
+                for (int j = 0; j < ldb; j++) {
+                    float want = j < rows ? a[(size_t)j * lda + i] : -3.0f;
+                    cr_assert(memcmp(&b[(size_t)i * ldb + j], &want, sizeof want) == 0,
+                              "rows %d cols %d: b[%d][%d]", rows, cols, i, j);
+                }
+            cr_assert_eq(b[(size_t)cols * ldb], -3.0f);
+            dpt_free(a);
+            dpt_free(b);
+        }
 }

@@ -1,7 +1,7 @@
-/* Products with a sparse, non-negative left factor x (the first layer's input block:
- * B rows of pixel values / 255, row stride lda), skipping its zeros; equal bitwise to
- * the dense FMA kernels' products when the other factor is finite (see
- * sparse_avx512.c). AVX-512 (F, BW, VL) only: callers check dpt_gemm_sparse(). */
+/* Products with a sparse left factor x (B rows, row stride lda: the first layer's
+ * input block of pixel values / 255, or, for the gradient, its dZ), skipping its zeros;
+ * equal bitwise to the dense FMA kernels' products when the other factor is finite
+ * (see sparse_avx512.c). AVX-512 (F, BW, VL) only: callers check dpt_gemm_sparse(). */
 #ifndef DPT_SPARSE_H
 #define DPT_SPARSE_H
 
@@ -18,6 +18,11 @@ void dpt_sparse_colmasks(const float *x, int lda, int B, int k0, int m, uint32_t
  * gradient X^T dZ of m weight rows, with cols from dpt_sparse_colmasks. */
 void dpt_sparse_xtd(const float *x, int lda, int k0, int m, int B, const uint32_t *cols,
                     const float *d, int ldd, int n, float *g, int ldg);
+
+/* b[i][j] = a[j][i] for i < cols, j < rows: with dpt_sparse_xtd on dZ (x = dZ, d = the
+ * input block), the gradient of a block of W rows comes out as (X^T dZ)^T, and this
+ * puts it back in W's layout. */
+void dpt_sparse_transpose(const float *a, int lda, int rows, int cols, float *b, int ldb);
 
 /* z[b][j] = sum over k < w ascending of x[b][k] * W[k][j], for b < B, j < n, w <=
  * DPT_SPARSE_MAXW: the forward product X W of a K-block. */
