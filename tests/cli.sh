@@ -60,6 +60,7 @@ expect_exit 2 "train-labels-idx1-ubyte: label 5 of item 5 is outside the 5 class
 expect_exit 2 "--arch: '784--10'" "malformed arch" -- "$DPTRAIN" train $Q --arch 784--10
 expect_exit 2 "--optimizer: unknown optimizer 'sgdx'" "unknown optimizer" -- "$DPTRAIN" train $Q --optimizer sgdx
 expect_exit 2 "DPTRAIN_ISA: unknown kernel 'mmx'" "bad DPTRAIN_ISA" -- env DPTRAIN_ISA=mmx "$DPTRAIN" info
+expect_exit 2 "DPTRAIN_SPARSE: unknown value 'yes'" "bad DPTRAIN_SPARSE" -- env DPTRAIN_SPARSE=yes "$DPTRAIN" info
 expect_exit 2 "not a data directory" "missing data directory" -- "$DPTRAIN" train --data "$T/none" --quiet
 expect_exit 2 "--model: missing" "eval without a model" -- "$DPTRAIN" eval --data "$DATA"
 
@@ -190,6 +191,7 @@ fi
 if "$DPTRAIN" info | grep -q '^kernel: avx512'; then
     "$DPTRAIN" info | grep -q '^sparse_first_layer: yes' &&
         DPTRAIN_SPARSE=0 "$DPTRAIN" info | grep -q '^sparse_first_layer: no (DPTRAIN_SPARSE=0)' &&
+        DPTRAIN_SPARSE=dz "$DPTRAIN" info | grep -q '^sparse_first_layer: yes, forced: every gradient' &&
         DPTRAIN_ISA=avx2 "$DPTRAIN" info | grep -q '^sparse_first_layer: no (needs the avx512' &&
         ok "info reports whether the first layer skips zero pixels" ||
         bad "info: sparse_first_layer line wrong"

@@ -303,8 +303,9 @@ Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
 }
 
 /* The first layer's zero-skipping products (chosen per block: the synthetic images'
- * outer rows are mostly zero, the middle ones not) train the same weights as dense
- * products, and the blocks dealt by measured cost keep T-invariance. */
+ * outer rows are mostly zero, the middle ones not; the gradient skipping zero pixels or
+ * the zeros of dZ) train the same weights as dense products, each path forced for every
+ * block too, and the blocks dealt by measured cost keep T-invariance. */
 Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
 {
     if (!dpt_gemm_sparse())
@@ -318,10 +319,20 @@ Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
     for (int b = 0; b < 2; b++) {
         c.batch = Bs[b];
         uint64_t sparse1 = run(c, 1, 0), sparse3 = run(c, 3, 0);
+        setenv("DPTRAIN_SPARSE", "pixels", 1);
+        cr_assert_eq(dpt_sparse_mode(), DPT_SPARSE_PIXELS);
+        uint64_t pixels1 = run(c, 1, 0);
+        setenv("DPTRAIN_SPARSE", "dz", 1);
+        cr_assert_eq(dpt_sparse_mode(), DPT_SPARSE_DZ);
+        uint64_t dz1 = run(c, 1, 0), dz3 = run(c, 3, 0);
         setenv("DPTRAIN_SPARSE", "0", 1);
         cr_assert(!dpt_gemm_sparse());
         uint64_t dense1 = run(c, 1, 0), dense2 = run(c, 2, 0);
         unsetenv("DPTRAIN_SPARSE");
+        cr_assert_eq(pixels1, dense1, "B=%d: skipping every zero pixel changes the weights",
+                     Bs[b]);
+        cr_assert_eq(dz1, dense1, "B=%d: skipping dZ's zeros changes the weights", Bs[b]);
+        cr_assert_eq(dz3, dense1, "B=%d T=3 (dZ's zeros skipped)", Bs[b]);
         cr_assert_eq(sparse1, dense1, "B=%d: sparse and dense products train different "
                      "weights", Bs[b]);
         cr_assert_eq(sparse3, dense1, "B=%d T=3 (sparse)", Bs[b]);

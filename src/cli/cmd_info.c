@@ -9,8 +9,9 @@ int cmd_info(int argc, char **argv)
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         puts("usage: dptrain info\n\nPrints the CPU topology (hwloc), the default thread "
              "count, the gemm kernels\nthis CPU runs and the one in use (DPTRAIN_ISA=ref|avx2|"
-             "avx512 forces one), and\nwhether the first layer skips zero pixels "
-             "(DPTRAIN_SPARSE=0 turns it off).");
+             "avx512 forces one), and\nwhether the first layer skips zeros "
+             "(DPTRAIN_SPARSE=0 turns it off; =pixels or =dz\nforces one way for every "
+             "block, to measure it).");
         return 0;
     }
     if (argc > 1)
@@ -32,10 +33,16 @@ int cmd_info(int argc, char **argv)
         if (dpt_gemm_supported(isas[i]))
             printf(" %s", isas[i]);
     printf("\nkernel: %s\n", dpt_gemm_kernel());
-    const char *sp = getenv("DPTRAIN_SPARSE");
+    const int sm = dpt_sparse_mode();
     printf("sparse_first_layer: %s\n",
-           dpt_gemm_sparse()          ? "yes (zero pixels skipped; DPTRAIN_SPARSE=0 turns it off)"
-           : sp && !strcmp(sp, "0")   ? "no (DPTRAIN_SPARSE=0)"
-                                      : "no (needs the avx512 kernel and AVX-512 BW/VL)");
+           !dpt_gemm_sparse()            ? sm == DPT_SPARSE_OFF
+                                               ? "no (DPTRAIN_SPARSE=0)"
+                                               : "no (needs the avx512 kernel and AVX-512 BW/VL)"
+           : sm == DPT_SPARSE_PIXELS ? "yes, forced: every product skips zero pixels "
+                                       "(DPTRAIN_SPARSE=pixels)"
+           : sm == DPT_SPARSE_DZ ? "yes, forced: every gradient skips dZ's zeros "
+                                   "(DPTRAIN_SPARSE=dz)"
+                                 : "yes (zero pixels or zeros of dZ skipped where that pays; "
+                                   "DPTRAIN_SPARSE=0 turns it off)");
     return 0;
 }

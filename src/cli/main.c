@@ -42,6 +42,9 @@ int main(int argc, char **argv)
         if (dpt_gemm_select(isa, &err))
             return cli_fail(&err);
     }
+    if (dpt_sparse_mode() < 0)
+        return cli_failf(2, "DPTRAIN_SPARSE: unknown value '%s' (expected auto, 0, pixels "
+                         "or dz)", getenv("DPTRAIN_SPARSE"));
     static const struct {
         const char *name;
         int (*fn)(int, char **);

@@ -406,9 +406,18 @@ int dpt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
     return dpt_sgemm_ex(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
+int dpt_sparse_mode(void)
+{
+    const char *env = getenv("DPTRAIN_SPARSE");
+    if (!env || !*env || !strcmp(env, "auto") || !strcmp(env, "1"))
+        return DPT_SPARSE_AUTO;
+    return !strcmp(env, "0") ? DPT_SPARSE_OFF : !strcmp(env, "pixels") ? DPT_SPARSE_PIXELS
+           : !strcmp(env, "dz")                                     ? DPT_SPARSE_DZ
+                                                                    : -1;
+}
+
 int dpt_gemm_sparse(void)
 {
-    const char *env = getenv("DPTRAIN_SPARSE"); /* "0": every product dense */
     return !strcmp(kern()->name, "avx512") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && !(env && !strcmp(env, "0"));
+           __builtin_cpu_supports("avx512vl") && dpt_sparse_mode() != DPT_SPARSE_OFF;
 }

@@ -40,7 +40,12 @@ typedef struct worker {
     double *acc;                  /* [maxw] bias-gradient column sums */
     float *gblock;                /* [GBLOCK] a block of weight gradient */
     uint32_t cols[SPARSE_COLS];   /* nonzero bitsets of a gradient block's input columns */
+    uint32_t *dzcols;             /* [out_0][words(maxB)] nonzero bitsets of dZ_0's columns */
+    float *gt;                    /* [out_0][widest K-block] a K-block's gradient,
+                                     transposed (the dZ-sparse path) */
     size_t kbnz[DPT_KBLOCKS];     /* nonzero pixels of the own K-blocks of this step's input */
+    size_t dznz;                  /* nonzero elements of this step's dZ_0 (K-split steps) */
+    double dz_seen[2];            /* nonzero and all elements of dZ_0 since the last check */
     double t_compute, t_sync, t_update;
     int bad_grad[2];              /* a non-finite gradient seen in a step of parity i */
 } worker;
@@ -60,9 +65,12 @@ struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
     int sparse;                    /* K-block products may skip zero pixels */
+    int force;                     /* dpt_sparse_mode(): a path forced for every block */
     double nz_cost[2];             /* sparse_per_nz of the first layer: X W, X^T dZ */
     const uint8_t *planned;        /* the images (and their count) the plan's block costs */
     size_t planned_n;              /* were measured on */
+    double kdensity[DPT_KBLOCKS];  /* their nonzero fraction per K-block */
+    double dz_rho;                 /* the fraction of dZ_0 nonzero the plan assumed */
     const char *binding;
     float *x;                      /* [maxB][sizes[0]] input, pixels / 255: rows in
                                       order, or (K-split batches) block-major, see xblock */
@@ -122,22 +130,59 @@ static double sparse_per_nz(int out, int grad)
     return per_nz;
 }
 
-/* Whether K-block b of this step's B-row input is multiplied sparsely, in the forward
- * product (grad = 0: X W) or the gradient (grad = 1: X^T dZ), the other factor's rows
- * read from L1 in chunks (sparse_avx512.c): when its nonzero pixels times the sparse
- * cost per nonzero is below its pixels times the dense cost per pixel. Costs in cycles
- * for each 16 outputs (a zmm), measured on Zen 4: dense 1 per pair (the FMA, the other
- * factor's load shared by 8 rows); sparse, per nonzero and group of up to 8 zmm, the
- * group's loads and FMAs + 3.5 (X W) or + 2 (X^T dZ) for the bit scan, broadcast and
- * loop, and at least 5 (4-cycle FMA chains) for narrow groups. That puts the break-even
- * density near 0.7 (X W) and 0.8 (X^T dZ) for 128 outputs and 0.25 for 20
- * (bench/RESULTS.md). Depends on the data only, never on T (and either way the products
- * are equal). */
-static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B, int grad)
+/* The dense kernels' cycles per (row, input) pair for `out` outputs: one per zmm of
+ * outputs, a last piece of up to 8 in a ymm at half the cost (the 20-output layer runs
+ * as zmm + ymm). */
+static double dense_units(int out) { return ((out + 7) / 8) / 2.0; }
+
+/* Whether K-block b of this step's B-row input is multiplied sparsely in the forward
+ * product X W, the weight rows read from L1 in chunks (sparse_avx512.c): when its
+ * nonzero pixels times the sparse cost per nonzero is below its pixels times the dense
+ * cost per pixel. Costs in cycles for each 16 outputs (a zmm), measured on Zen 4: dense
+ * 1 per pair (the FMA, the other factor's load shared by 8 rows); sparse, per nonzero
+ * and group of up to 8 zmm, the group's loads and FMAs + 3.5 (X W) or + 2 (X^T dZ) for
+ * the bit scan, broadcast and loop, and at least 5 (4-cycle FMA chains) for narrow
+ * groups. That puts the break-even density near 0.7 (X W) and 0.8 (X^T dZ) for 128
+ * outputs and 0.3 for 20 (bench/RESULTS.md). Depends on the data only, never on T (and
+ * either way the products are equal). */
+static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B)
 {
     const dpt_layer *l0 = &e->net->layer[0];
-    return e->sparse && (double)wk->kbnz[b] * e->nz_cost[grad] <
-                            (double)B * dpt_kblock_width(l0->in, b) * (l0->out / 16.0);
+    if (e->sparse && e->force == DPT_SPARSE_PIXELS)
+        return 1;
+    return e->sparse && (double)wk->kbnz[b] * e->nz_cost[0] <
+                            (double)B * dpt_kblock_width(l0->in, b) * dense_units(l0->out);
+}
+
+/* How K-block b's weight gradient X^T dZ is computed: dense, skipping zero pixels
+ * (GRAD_X, vectors along the outputs), or skipping the zeros of dZ (GRAD_DZ: ReLU and
+ * dropout leave ~30% of the default network's dZ nonzero, ~55% of the small one's on
+ * Fashion-MNIST) as (dZ^T X)^T, vectors along the block's inputs, transposed back. The
+ * cheapest by the costs above; GRAD_DZ per nonzero of dZ: the block's input vectors + 4,
+ * plus 0.3 per element for the transpose (stand-alone, 32 x 112 block, 128 outputs, dZ
+ * 29% nonzero: 4.3 + 1.3 us, against 7.3 us skipping the pixels of a block 65% nonzero
+ * and 9.1 us dense). All three give the same bits (sparse_avx512.c), so the choice
+ * (from this step's data, never from T) only changes the time. */
+enum { GRAD_DENSE, GRAD_X, GRAD_DZ };
+/* GRAD_DZ's cycles for a K-block w inputs wide with nz nonzeros in dZ */
+static double dz_cost(int w, int out, double nz)
+{
+    return nz * ((w + 15) / 16 + 4) + 0.3 * w * out;
+}
+static int grad_path(const dpt_engine *e, const worker *wk, int b, int B)
+{
+    if (!e->sparse)
+        return GRAD_DENSE;
+    if (e->force == DPT_SPARSE_PIXELS || e->force == DPT_SPARSE_DZ)
+        return e->force == DPT_SPARSE_DZ ? GRAD_DZ : GRAD_X;
+    const dpt_layer *l0 = &e->net->layer[0];
+    const int w = dpt_kblock_width(l0->in, b);
+    const double dense = (double)B * w * dense_units(l0->out);
+    const double xs = (double)wk->kbnz[b] * e->nz_cost[1];
+    const double dzs = dz_cost(w, l0->out, (double)wk->dznz);
+    if (dzs < xs && dzs < dense)
+        return GRAD_DZ;
+    return xs < dense ? GRAD_X : GRAD_DENSE;
 }
 
 /* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
@@ -229,15 +274,17 @@ static void plan_shares(dpt_engine *e, const double *density)
     const int ks = dpt_ksplit(e, e->maxB);
     double bcost[DPT_KBLOCKS], total = 0;
     for (int b = 0; b < e->nkb; b++) {
-        const double d = density ? density[b] : 1.0, dense = out0 / 16.0;
-        double fwd = ks ? dense : 0, grad = dense;
+        const double d = density ? density[b] : 1.0, dense = dense_units(out0);
+        const int w = dpt_kblock_width(in0, b);
+        double fwd = ks ? dense : 0, grad = dense; /* per (row, input) pair */
         if (density && e->sparse && ks) {
             fwd = fmin(dense, d * e->nz_cost[0]);
-            grad = fmin(dense, d * e->nz_cost[1]);
+            grad = fmin(fmin(dense, d * e->nz_cost[1]),
+                        dz_cost(w, out0, e->dz_rho * e->maxB * out0) / ((double)e->maxB * w));
         }
-        const double per_row =
-            row_cycles(e, out0) + e->maxB * (fwd + grad - dense); /* dense grad in it */
-        bcost[b] = per_row * dpt_kblock_width(in0, b);
+        /* row_cycles counts a dense gradient (out0 / 16 per pair): replaced by grad */
+        const double per_row = row_cycles(e, out0) + e->maxB * (fwd + grad - out0 / 16.0);
+        bcost[b] = per_row * w;
         total += bcost[b];
     }
     size_t u = 0;
@@ -351,10 +398,16 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         kbw = w > kbw ? w : kbw;
     }
     e->sparse = dpt_gemm_sparse() && kbw <= DPT_SPARSE_MAXW && B <= SPARSE_MAXB;
+    e->dz_rho = 0.5; /* until measured (dpt_engine_train) */
+    e->force = dpt_sparse_mode();
     e->nz_cost[0] = sparse_per_nz(net->layer[0].out, 0);
     e->nz_cost[1] = sparse_per_nz(net->layer[0].out, 1);
     size_t npart = (size_t)e->nkb * part_stride(B, net->layer[0].out);
+    /* the dZ-sparse gradient's scratch (floats and bit words are both 4 bytes) */
+    const size_t ngt = e->sparse ? (size_t)kbw * net->layer[0].out : 0;
+    const size_t ndzc = e->sparse ? (size_t)net->layer[0].out * DPT_SPARSE_WORDS(B) : 0;
     nf += RND((size_t)B * net->layer[0].in) + (size_t)e->T * RND(gblock) + RND(npart);
+    nf += (size_t)e->T * (RND(ngt) + RND(ndzc));
     for (int l = 0; l < L; l++) {
         size_t rows = RND((size_t)B * net->layer[l].out);
         nf += 4 * rows + (net->layer[l].bn ? rows : 0);
@@ -369,8 +422,11 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     float *fp = e->block;
     e->x = fp;
     fp += RND((size_t)B * net->layer[0].in);
-    for (int t = 0; t < e->T; t++)
+    for (int t = 0; t < e->T; t++) {
         e->w[t].gblock = fp, fp += RND(gblock);
+        e->w[t].gt = fp, fp += RND(ngt);
+        e->w[t].dzcols = (uint32_t *)fp, fp += RND(ndzc);
+    }
     e->part = fp, fp += RND(npart);
     for (int l = 0; l < L; l++) {
         size_t rows = RND((size_t)B * net->layer[l].out);
@@ -419,6 +475,9 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         dpt_thread_slices(B, t, e->T, &s0, &s1);
         int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B;
         const share *sh = &e->shares[t];
+        memset(e->w[t].gblock, 0, sizeof(float) * gblock); /* own scratch */
+        memset(e->w[t].gt, 0, sizeof(float) * ngt);
+        memset(e->w[t].dzcols, 0, sizeof(uint32_t) * ndzc);
         for (int b = 0; b < e->nkb; b++) { /* own K-block partials and x columns */
             if (!owns(sh, b))
                 continue;
@@ -562,14 +621,32 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
          * is still in L1. */
         const int rb_rows = ly->out >= GBLOCK ? 1 : GBLOCK / ly->out;
         const int kblocked = l == 0 && ksplit;
+        if (kblocked && e->sparse && nq) { /* dZ's nonzeros, for GRAD_DZ */
+            double t0 = dpt_now();
+            dpt_sparse_colmasks(e->dz[0], ly->out, B, 0, ly->out, wk->dzcols);
+            size_t nz = 0, words = (size_t)ly->out * DPT_SPARSE_WORDS(B);
+            for (size_t i = 0; i < words; i++)
+                nz += (size_t)__builtin_popcount(wk->dzcols[i]);
+            wk->dznz = nz;
+            wk->dz_seen[0] += (double)nz;
+            wk->dz_seen[1] += (double)B * ly->out;
+            wk->t_compute += dpt_now() - t0;
+        }
         for (int q = 0; q < nq; q++) {
-            const int sparse = kblocked && sparse_block(e, wk, kbl[q], B, 1);
+            const int path = kblocked ? grad_path(e, wk, kbl[q], B) : GRAD_DENSE;
+            if (path == GRAD_DZ) { /* the whole K-block's gradient, transposed, in gt */
+                double t0 = dpt_now();
+                const int w = hi[q] - lo[q];
+                dpt_sparse_xtd(e->dz[0], ly->out, 0, ly->out, B, wk->dzcols,
+                               xblock(e, lo[q]), w, w, wk->gt, w);
+                wk->t_compute += dpt_now() - t0;
+            }
             for (int r = lo[q]; r < hi[q];) {
-                int m = hi[q] - r < rb_rows ? hi[q] - r : rb_rows;
+                const int m = hi[q] - r < rb_rows ? hi[q] - r : rb_rows, i0 = r - lo[q];
                 const float *xa = in + r;
                 int lda = ly->in;
                 if (kblocked) { /* block-major input */
-                    xa = xblock(e, lo[q]) + (r - lo[q]);
+                    xa = xblock(e, lo[q]) + i0;
                     lda = hi[q] - lo[q];
                 }
                 size_t off = ly->w + (size_t)r * ly->out;
@@ -578,7 +655,10 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                  * buffer is only written for dpt_engine_gradient) */
                 float *gblock = train ? wk->gblock : net->grads + off;
                 double t0 = dpt_now();
-                if (sparse) {
+                if (path == GRAD_DZ) {
+                    dpt_sparse_transpose(wk->gt + i0, hi[q] - lo[q], ly->out, m, gblock,
+                                         ly->out);
+                } else if (path == GRAD_X) {
                     dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
                     dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
                                    gblock, ly->out);
@@ -707,7 +787,7 @@ static void step(stepctx *c)
             wk->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
             if (pf_blocks)
                 prefetch_next(c, 0, c->nextB, k0, k1);
-            if (sparse_block(e, wk, b, B, 0))
+            if (sparse_block(e, wk, b, B))
                 dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0,
                               net->params + l0->w + (size_t)k0 * l0->out, l0->out, l0->out,
                               kpart(e, b), l0->out);
@@ -830,14 +910,26 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
     if (ds->dim != (size_t)e->net->layer[0].in)
         return dpt_seterr(err, DPT_EINPUT, "--arch: input size %d does not match the "
                           "data's %zu pixels", e->net->layer[0].in, ds->dim);
-    if (e->sparse && (ds->images != e->planned || ds->n != e->planned_n) &&
-        dpt_ksplit(e, e->maxB)) {
-        /* the block costs depend on the data's zero pixels */
-        double density[DPT_KBLOCKS];
-        block_densities(e, ds, density);
-        plan_shares(e, density);
-        e->planned = ds->images;
-        e->planned_n = ds->n;
+    if (e->sparse && dpt_ksplit(e, e->maxB)) {
+        /* The block costs depend on the data's zero pixels, and the gradient's on how
+         * much of dZ is zero (GRAD_DZ): measured over the steps since the last call
+         * (all threads count the same dZ), re-planned when it moved by 0.05. */
+        double seen[2] = { 0, 0 };
+        for (int t = 0; t < e->T; t++) {
+            seen[0] += e->w[t].dz_seen[0], seen[1] += e->w[t].dz_seen[1];
+            e->w[t].dz_seen[0] = e->w[t].dz_seen[1] = 0;
+        }
+        const int rho_moved = seen[1] > 0 && fabs(seen[0] / seen[1] - e->dz_rho) > 0.05;
+        if (rho_moved)
+            e->dz_rho = seen[0] / seen[1];
+        if (ds->images != e->planned || ds->n != e->planned_n) {
+            block_densities(e, ds, e->kdensity);
+            e->planned = ds->images;
+            e->planned_n = ds->n;
+            plan_shares(e, e->kdensity);
+        } else if (rho_moved) {
+            plan_shares(e, e->kdensity);
+        }
     }
     const uint64_t step0 = e->net->step;
     size_t done = 0;
