@@ -146,16 +146,17 @@ int dpt_gemm_reserve(void);
 int dpt_gemm_select(const char *isa, dpt_error *err);
 /* Name of the kernel in use, and whether this CPU can run a given one. */
 const char *dpt_gemm_kernel(void);
-/* Whether training's first-layer products may skip zeros (of the input, or of dZ in the
- * gradient): the avx512 kernel is in use, the CPU has AVX-512 BW/VL, and DPTRAIN_SPARSE
- * is not "0". (The weights are the same either way.) */
+/* Whether training's products may skip zeros (of a layer's input: pixels, or a hidden
+ * layer's ReLU/dropout output; or of dZ in the first layer's gradient): the avx512
+ * kernel is in use, the CPU has AVX-512 BW/VL, and DPTRAIN_SPARSE is not "0". (The
+ * weights are the same either way.) */
 int dpt_gemm_sparse(void);
-/* DPTRAIN_SPARSE, for tests and measurements: unset, "", "auto" or "1": each K-block of
- * each step takes the cheapest product by the cost model (DPT_SPARSE_AUTO); "0": all
- * dense (DPT_SPARSE_OFF); "pixels": every product skips zero pixels
- * (DPT_SPARSE_PIXELS); "dz": every weight gradient skips dZ's zeros, the forward by cost
- * (DPT_SPARSE_DZ); anything else: -1 (the CLI refuses it). */
-enum { DPT_SPARSE_AUTO, DPT_SPARSE_OFF, DPT_SPARSE_PIXELS, DPT_SPARSE_DZ };
+/* DPTRAIN_SPARSE, for tests and measurements: unset, "", "auto" or "1": each product of
+ * each step takes the cheapest way by the cost model (DPT_SPARSE_AUTO); "0": all dense
+ * (DPT_SPARSE_OFF); "input": every product that can skip its input's zeros does
+ * (DPT_SPARSE_INPUT); "dz": every first-layer weight gradient skips dZ's zeros, the rest
+ * by cost (DPT_SPARSE_DZ); anything else: -1 (the CLI refuses it). */
+enum { DPT_SPARSE_AUTO, DPT_SPARSE_OFF, DPT_SPARSE_INPUT, DPT_SPARSE_DZ };
 int dpt_sparse_mode(void);
 int dpt_gemm_supported(const char *isa);
 /* The M at or below which B is read unpacked; set (>= 0) for benchmarks and tests,

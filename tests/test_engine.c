@@ -319,9 +319,9 @@ Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
     for (int b = 0; b < 2; b++) {
         c.batch = Bs[b];
         uint64_t sparse1 = run(c, 1, 0), sparse3 = run(c, 3, 0);
-        setenv("DPTRAIN_SPARSE", "pixels", 1);
-        cr_assert_eq(dpt_sparse_mode(), DPT_SPARSE_PIXELS);
-        uint64_t pixels1 = run(c, 1, 0);
+        setenv("DPTRAIN_SPARSE", "input", 1);
+        cr_assert_eq(dpt_sparse_mode(), DPT_SPARSE_INPUT);
+        uint64_t input1 = run(c, 1, 0);
         setenv("DPTRAIN_SPARSE", "dz", 1);
         cr_assert_eq(dpt_sparse_mode(), DPT_SPARSE_DZ);
         uint64_t dz1 = run(c, 1, 0), dz3 = run(c, 3, 0);
@@ -329,7 +329,7 @@ Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
         cr_assert(!dpt_gemm_sparse());
         uint64_t dense1 = run(c, 1, 0), dense2 = run(c, 2, 0);
         unsetenv("DPTRAIN_SPARSE");
-        cr_assert_eq(pixels1, dense1, "B=%d: skipping every zero pixel changes the weights",
+        cr_assert_eq(input1, dense1, "B=%d: skipping every input zero changes the weights",
                      Bs[b]);
         cr_assert_eq(dz1, dense1, "B=%d: skipping dZ's zeros changes the weights", Bs[b]);
         cr_assert_eq(dz3, dense1, "B=%d T=3 (dZ's zeros skipped)", Bs[b]);

@@ -330,6 +330,18 @@ Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
                 dpt_sgemm(0, 0, B, n, w, 1.0f, x, lda, W, n, 0.0f, zd, ldz);
                 cr_assert_arr_eq(zs, zd, ((size_t)B * ldz + 1) * sizeof(float),
                                  "xw B=%d w=%d n=%d density %.2f", B, w, n, d);
+                /* a signed factor with -0s (a hidden layer's input after batchnorm) */
+                float *xsg = signed_sparse(B, lda, d, 5 + (uint64_t)(bi * 64 + wi * 8 + ni));
+                dpt_sparse_xw(xsg, lda, B, w, W, n, n, zs, ldz);
+                dpt_sgemm(0, 0, B, n, w, 1.0f, xsg, lda, W, n, 0.0f, zd, ldz);
+                cr_assert_arr_eq(zs, zd, ((size_t)B * ldz + 1) * sizeof(float),
+                                 "xw (signed x) B=%d w=%d n=%d density %.2f", B, w, n, d);
+                size_t nzw = 0;
+                for (int r = 0; r < B; r++)
+                    for (int k = 0; k < w; k++)
+                        nzw += xsg[(size_t)r * lda + k] != 0.0f;
+                cr_assert_eq(dpt_sparse_count(xsg, lda, B, w), nzw, "count B=%d w=%d", B, w);
+                dpt_free(xsg);
                 /* gradient: g = x^T dz, for rows [k0, k0 + m) of W */
                 const int k0 = w > 3 ? 2 : 0, m = w - k0, ldg = n + 1;
                 float *gs = dpt_alloc((size_t)m * ldg + 1, sizeof(float));

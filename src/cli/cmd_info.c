@@ -9,9 +9,9 @@ int cmd_info(int argc, char **argv)
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         puts("usage: dptrain info\n\nPrints the CPU topology (hwloc), the default thread "
              "count, the gemm kernels\nthis CPU runs and the one in use (DPTRAIN_ISA=ref|avx2|"
-             "avx512 forces one), and\nwhether the first layer skips zeros "
-             "(DPTRAIN_SPARSE=0 turns it off; =pixels or =dz\nforces one way for every "
-             "block, to measure it).");
+             "avx512 forces one), and\nwhether the products skip zeros "
+             "(DPTRAIN_SPARSE=0 turns it off; =input or =dz\nforces one way for every "
+             "product, to measure it).");
         return 0;
     }
     if (argc > 1)
@@ -38,8 +38,8 @@ int cmd_info(int argc, char **argv)
            !dpt_gemm_sparse()            ? sm == DPT_SPARSE_OFF
                                                ? "no (DPTRAIN_SPARSE=0)"
                                                : "no (needs the avx512 kernel and AVX-512 BW/VL)"
-           : sm == DPT_SPARSE_PIXELS ? "yes, forced: every product skips zero pixels "
-                                       "(DPTRAIN_SPARSE=pixels)"
+           : sm == DPT_SPARSE_INPUT ? "yes, forced: every product skips its input's zeros "
+                                      "(DPTRAIN_SPARSE=input)"
            : sm == DPT_SPARSE_DZ ? "yes, forced: every gradient skips dZ's zeros "
                                    "(DPTRAIN_SPARSE=dz)"
                                  : "yes (zero pixels or zeros of dZ skipped where that pays; "

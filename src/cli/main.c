@@ -43,7 +43,7 @@ int main(int argc, char **argv)
             return cli_fail(&err);
     }
     if (dpt_sparse_mode() < 0)
-        return cli_failf(2, "DPTRAIN_SPARSE: unknown value '%s' (expected auto, 0, pixels "
+        return cli_failf(2, "DPTRAIN_SPARSE: unknown value '%s' (expected auto, 0, input "
                          "or dz)", getenv("DPTRAIN_SPARSE"));
     static const struct {
         const char *name;

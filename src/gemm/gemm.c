@@ -411,7 +411,7 @@ int dpt_sparse_mode(void)
     const char *env = getenv("DPTRAIN_SPARSE");
     if (!env || !*env || !strcmp(env, "auto") || !strcmp(env, "1"))
         return DPT_SPARSE_AUTO;
-    return !strcmp(env, "0") ? DPT_SPARSE_OFF : !strcmp(env, "pixels") ? DPT_SPARSE_PIXELS
+    return !strcmp(env, "0") ? DPT_SPARSE_OFF : !strcmp(env, "input") ? DPT_SPARSE_INPUT
            : !strcmp(env, "dz")                                     ? DPT_SPARSE_DZ
                                                                     : -1;
 }

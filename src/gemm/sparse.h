@@ -5,6 +5,7 @@
 #ifndef DPT_SPARSE_H
 #define DPT_SPARSE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { DPT_SPARSE_MAXW = 128 }; /* widest x block dpt_sparse_xw takes */
@@ -18,6 +19,9 @@ void dpt_sparse_colmasks(const float *x, int lda, int B, int k0, int m, uint32_t
  * gradient X^T dZ of m weight rows, with cols from dpt_sparse_colmasks. */
 void dpt_sparse_xtd(const float *x, int lda, int k0, int m, int B, const uint32_t *cols,
                     const float *d, int ldd, int n, float *g, int ldg);
+
+/* The nonzero (or NaN) elements of rows x cols of x. */
+size_t dpt_sparse_count(const float *x, int lda, int rows, int cols);
 
 /* b[i][j] = a[j][i] for i < cols, j < rows: with dpt_sparse_xtd on dZ (x = dZ, d = the
  * input block), the gradient of a block of W rows comes out as (X^T dZ)^T, and this

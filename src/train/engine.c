@@ -67,6 +67,8 @@ struct dpt_engine {
     int sparse;                    /* K-block products may skip zero pixels */
     int force;                     /* dpt_sparse_mode(): a path forced for every block */
     double nz_cost[2];             /* sparse_per_nz of the first layer: X W, X^T dZ */
+    double gnz_cost[DPT_MAX_LAYERS]; /* sparse_per_nz of each layer's X^T dZ */
+    double fnz_cost[DPT_MAX_LAYERS]; /* and of its X W */
     const uint8_t *planned;        /* the images (and their count) the plan's block costs */
     size_t planned_n;              /* were measured on */
     double kdensity[DPT_KBLOCKS];  /* their nonzero fraction per K-block */
@@ -148,7 +150,7 @@ static double dense_units(int out) { return ((out + 7) / 8) / 2.0; }
 static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B)
 {
     const dpt_layer *l0 = &e->net->layer[0];
-    if (e->sparse && e->force == DPT_SPARSE_PIXELS)
+    if (e->sparse && e->force == DPT_SPARSE_INPUT)
         return 1;
     return e->sparse && (double)wk->kbnz[b] * e->nz_cost[0] <
                             (double)B * dpt_kblock_width(l0->in, b) * dense_units(l0->out);
@@ -163,7 +165,7 @@ static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B)
  * 29% nonzero: 4.3 + 1.3 us, against 7.3 us skipping the pixels of a block 65% nonzero
  * and 9.1 us dense). All three give the same bits (sparse_avx512.c), so the choice
  * (from this step's data, never from T) only changes the time. */
-enum { GRAD_DENSE, GRAD_X, GRAD_DZ };
+enum { GRAD_DENSE, GRAD_X, GRAD_DZ, GRAD_XCOLS /* GRAD_X, its bitsets made */ };
 /* GRAD_DZ's cycles for a K-block w inputs wide with nz nonzeros in dZ */
 static double dz_cost(int w, int out, double nz)
 {
@@ -173,7 +175,7 @@ static int grad_path(const dpt_engine *e, const worker *wk, int b, int B)
 {
     if (!e->sparse)
         return GRAD_DENSE;
-    if (e->force == DPT_SPARSE_PIXELS || e->force == DPT_SPARSE_DZ)
+    if (e->force == DPT_SPARSE_INPUT || e->force == DPT_SPARSE_DZ)
         return e->force == DPT_SPARSE_DZ ? GRAD_DZ : GRAD_X;
     const dpt_layer *l0 = &e->net->layer[0];
     const int w = dpt_kblock_width(l0->in, b);
@@ -402,6 +404,9 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     e->force = dpt_sparse_mode();
     e->nz_cost[0] = sparse_per_nz(net->layer[0].out, 0);
     e->nz_cost[1] = sparse_per_nz(net->layer[0].out, 1);
+    for (int l = 0; l < L; l++)
+        e->gnz_cost[l] = sparse_per_nz(net->layer[l].out, 1),
+        e->fnz_cost[l] = sparse_per_nz(net->layer[l].out, 0);
     size_t npart = (size_t)e->nkb * part_stride(B, net->layer[0].out);
     /* the dZ-sparse gradient's scratch (floats and bit words are both 4 bytes) */
     const size_t ngt = e->sparse ? (size_t)kbw * net->layer[0].out : 0;
@@ -655,11 +660,24 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                  * buffer is only written for dpt_engine_gradient) */
                 float *gblock = train ? wk->gblock : net->grads + off;
                 double t0 = dpt_now();
-                if (path == GRAD_DZ) {
+                int rpath = path;
+                if (!kblocked && e->sparse && m <= DPT_SPARSE_MAXW) {
+                    /* the other layers' inputs (ReLU and dropout outputs) are mostly zero
+                     * too: their rows take the cheaper of dense and zero-skipping */
+                    dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
+                    size_t nz = 0, words = (size_t)m * DPT_SPARSE_WORDS(B);
+                    for (size_t i = 0; i < words; i++)
+                        nz += (size_t)__builtin_popcount(wk->cols[i]);
+                    if (e->force == DPT_SPARSE_INPUT ||
+                        (double)nz * e->gnz_cost[l] < (double)B * m * dense_units(ly->out))
+                        rpath = GRAD_XCOLS;
+                }
+                if (rpath == GRAD_DZ) {
                     dpt_sparse_transpose(wk->gt + i0, hi[q] - lo[q], ly->out, m, gblock,
                                          ly->out);
-                } else if (path == GRAD_X) {
-                    dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
+                } else if (rpath == GRAD_X || rpath == GRAD_XCOLS) {
+                    if (rpath == GRAD_X)
+                        dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
                     dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
                                    gblock, ly->out);
                 } else {
@@ -811,7 +829,18 @@ static void step(stepctx *c)
         if (l == 0 && ksplit)
             dpt_sum_partials(e->z[0], e->part, kpart_stride(e), e->nkb, r0, r1,
                              ly->out, bias, ep.relu);
-        else if (n > 0)
+        else if (n > 0 && l > 0 && e->sparse && ly->in <= DPT_SPARSE_MAXW &&
+                 (e->force == DPT_SPARSE_INPUT ||
+                  (double)dpt_sparse_count(in + (size_t)r0 * ly->in, ly->in, n, ly->in) *
+                          e->fnz_cost[l] <
+                      (double)n * ly->in * dense_units(ly->out))) {
+            /* a hidden layer's input (ReLU and dropout output) is mostly zero too: the
+             * product skips its zeros into h's rows (free until this layer's output is
+             * made), then the bias and ReLU as the dense kernel's epilogue adds them */
+            dpt_sparse_xw(in + (size_t)r0 * ly->in, ly->in, n, ly->in, W, ly->out, ly->out,
+                          e->h[l] + o, ly->out);
+            dpt_sum_partials(e->z[l], e->h[l], 0, 1, r0, r1, ly->out, bias, ep.relu);
+        } else if (n > 0)
             dpt_sgemm_ex(0, 0, n, ly->out, ly->in, 1.0f, in + (size_t)r0 * ly->in, ly->in, W,
                          ly->out, 0.0f, e->z[l] + o, ly->out, &ep);
         if (l == L - 1) {
