@@ -165,6 +165,18 @@ size_t dpt_sparse_count(const float *x, int lda, int rows, int cols)
     return nz;
 }
 
+/* One 128-bit shuffle stage of the 16 x 16 transpose (run twice). */
+static inline __attribute__((always_inline)) void quarters(const __m512 *in, __m512 *out)
+{
+#pragma GCC unroll 16
+    for (int k = 0; k < 4; k++) {
+        out[k] = _mm512_shuffle_f32x4(in[k], in[k + 4], 0x88);
+        out[k + 4] = _mm512_shuffle_f32x4(in[k + 8], in[k + 12], 0x88);
+        out[k + 8] = _mm512_shuffle_f32x4(in[k], in[k + 4], 0xDD);
+        out[k + 12] = _mm512_shuffle_f32x4(in[k + 8], in[k + 12], 0xDD);
+    }
+}
+
 /* 16 x 16 tiles in registers (unpack 32-bit, unpack 64-bit, two 128-bit shuffles), the
  * edges masked: ~0.35 cycles per element where a scalar loop takes several. */
 void dpt_sparse_transpose(const float *a, int lda, int rows, int cols, float *b, int ldb)
@@ -194,20 +206,8 @@ void dpt_sparse_transpose(const float *a, int lda, int rows, int cols, float *b,
                 r[k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
                 r[k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
             }
-#pragma GCC unroll 16
-            for (int k = 0; k < 4; k++) {
-                t[k] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x88);
-                t[k + 4] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0x88);
-                t[k + 8] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xDD);
-                t[k + 12] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0xDD);
-            }
-#pragma GCC unroll 16
-            for (int k = 0; k < 4; k++) {
-                r[k] = _mm512_shuffle_f32x4(t[k], t[k + 4], 0x88);
-                r[k + 4] = _mm512_shuffle_f32x4(t[k + 8], t[k + 12], 0x88);
-                r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 4], 0xDD);
-                r[k + 12] = _mm512_shuffle_f32x4(t[k + 8], t[k + 12], 0xDD);
-            }
+            quarters(r, t);
+            quarters(t, r);
 #pragma GCC unroll 16
             for (int k = 0; k < 16; k++) /* r[k]: column i0 + k, rows j0 .. */
                 if (k < nc)
