@@ -189,14 +189,14 @@ else
     ok "AVX2 vs AVX-512 comparison skipped (this CPU lacks one of them)"
 fi
 if "$DPTRAIN" info | grep -q '^kernel: avx512'; then
-    "$DPTRAIN" info | grep -q '^sparse_first_layer: yes' &&
-        DPTRAIN_SPARSE=0 "$DPTRAIN" info | grep -q '^sparse_first_layer: no (DPTRAIN_SPARSE=0)' &&
-        DPTRAIN_SPARSE=dz "$DPTRAIN" info | grep -q '^sparse_first_layer: yes, forced: every gradient' &&
-        DPTRAIN_ISA=avx2 "$DPTRAIN" info | grep -q '^sparse_first_layer: no (needs the avx512' &&
-        ok "info reports whether the first layer skips zero pixels" ||
-        bad "info: sparse_first_layer line wrong"
+    "$DPTRAIN" info | grep -q '^sparse_products: yes' &&
+        DPTRAIN_SPARSE=0 "$DPTRAIN" info | grep -q '^sparse_products: no (DPTRAIN_SPARSE=0)' &&
+        DPTRAIN_SPARSE=dz "$DPTRAIN" info | grep -q '^sparse_products: yes, forced: every gradient' &&
+        DPTRAIN_ISA=avx2 "$DPTRAIN" info | grep -q '^sparse_products: no (needs the avx512' &&
+        ok "info reports whether the products skip zeros" ||
+        bad "info: sparse_products line wrong"
 else
-    ok "sparse_first_layer report skipped (no AVX-512 kernel here)"
+    ok "sparse_products report skipped (no AVX-512 kernel here)"
 fi
 # the first layer skips zero pixels where that pays (wide and narrow layers alike)
 for a in "--arch 784-128-64-10" "--arch 784-20-7-5-10 --optimizer sgd --batch 64"; do
@@ -218,7 +218,8 @@ expect_exit 0 "" "bench on 1 and 2 threads" -- "$DPTRAIN" bench --data "$DATA" -
 # a build without OpenMP runs (and reports) one thread whatever is asked
 tmax=2
 "$DPTRAIN" info | grep -q '^openmp: yes' || tmax=1
-if grep -qE "^ +$tmax +[0-9]+ +[0-9.]+x" "$T/out" && grep -q "\"threads\": $tmax" "$T/bench.json"; then
+if grep -qE "^ +$tmax +[0-9]+ +[0-9.]+x" "$T/out" && grep -q "\"threads\": $tmax" "$T/bench.json" &&
+    grep -qE "\"sparse\": \"(auto|off)\"" "$T/bench.json"; then
     ok "bench table and JSON"
 else
     bad "bench output: $(cat "$T/out")"

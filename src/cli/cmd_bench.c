@@ -26,6 +26,15 @@ typedef struct row {
     double sps, compute, sync, update;
 } row;
 
+/* How the products treat zeros, for the JSON report (DPTRAIN_SPARSE, dpt_sparse_mode). */
+static const char *sparse_name(void)
+{
+    if (!dpt_gemm_sparse())
+        return "off";
+    const int m = dpt_sparse_mode();
+    return m == DPT_SPARSE_INPUT ? "input" : m == DPT_SPARSE_DZ ? "dz" : "auto";
+}
+
 int cmd_bench(int argc, char **argv)
 {
     cli c;
@@ -167,10 +176,10 @@ int cmd_bench(int argc, char **argv)
             goto out;
         }
         fprintf(f, "{\"arch\": \"%s\", \"optimizer\": \"%s\", \"batch\": %d, \"steps\": %d, "
-                   "\"kernel\": \"%s\", \"sparse_first_layer\": %s, \"binding\": \"%s\", "
+                   "\"kernel\": \"%s\", \"sparse\": \"%s\", \"binding\": \"%s\", "
                    "\"cores\": %d, \"results\": [",
                 arch, dpt_optimizer_name(c.cfg.optimizer), c.cfg.batch, steps,
-                dpt_gemm_kernel(), dpt_gemm_sparse() ? "true" : "false", binding, topo.cores);
+                dpt_gemm_kernel(), sparse_name(), binding, topo.cores);
         for (int k = 0; k < nc; k++)
             fprintf(f, "%s\n  {\"threads\": %d, \"samples_per_s\": %.1f, \"speedup\": %.4f, "
                        "\"compute\": %.4f, \"sync\": %.4f, \"update\": %.4f}",

@@ -34,7 +34,7 @@ int cmd_info(int argc, char **argv)
             printf(" %s", isas[i]);
     printf("\nkernel: %s\n", dpt_gemm_kernel());
     const int sm = dpt_sparse_mode();
-    printf("sparse_first_layer: %s\n",
+    printf("sparse_products: %s\n",
            !dpt_gemm_sparse()            ? sm == DPT_SPARSE_OFF
                                                ? "no (DPTRAIN_SPARSE=0)"
                                                : "no (needs the avx512 kernel and AVX-512 BW/VL)"
@@ -42,7 +42,7 @@ int cmd_info(int argc, char **argv)
                                       "(DPTRAIN_SPARSE=input)"
            : sm == DPT_SPARSE_DZ ? "yes, forced: every gradient skips dZ's zeros "
                                    "(DPTRAIN_SPARSE=dz)"
-                                 : "yes (zero pixels or zeros of dZ skipped where that pays; "
+                                 : "yes (zeros of an input or of dZ skipped where that pays; "
                                    "DPTRAIN_SPARSE=0 turns it off)");
     return 0;
 }

@@ -1,5 +1,6 @@
 /* Products with a sparse left factor x (B rows, row stride lda: the first layer's
- * input block of pixel values / 255, or, for the gradient, its dZ), skipping its zeros;
+ * input block of pixel values / 255, a hidden layer's input, or, for the first layer's
+ * gradient, its dZ), skipping its zeros;
  * equal bitwise to the dense FMA kernels' products when the other factor is finite
  * (see sparse_avx512.c). AVX-512 (F, BW, VL) only: callers check dpt_gemm_sparse(). */
 #ifndef DPT_SPARSE_H
@@ -29,7 +30,7 @@ size_t dpt_sparse_count(const float *x, int lda, int rows, int cols);
 void dpt_sparse_transpose(const float *a, int lda, int rows, int cols, float *b, int ldb);
 
 /* z[b][j] = sum over k < w ascending of x[b][k] * W[k][j], for b < B, j < n, w <=
- * DPT_SPARSE_MAXW: the forward product X W of a K-block. */
+ * DPT_SPARSE_MAXW: the forward product X W of a K-block or of a hidden layer's rows. */
 void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ldw, int n,
                    float *z, int ldz);
 

@@ -44,9 +44,10 @@ static inline double tick(void)
 /* Weight-gradient block: ~16 KiB, so a block is computed and applied within L1. Wider
  * layers use one row per block (the scratch holds at least one row). */
 enum { GBLOCK = 4096 };
-/* The first layer may skip zero pixels (gemm/sparse.h) for K-blocks up to
- * DPT_SPARSE_MAXW wide and batches up to SPARSE_MAXB rows; a gradient block's columns
- * (at most one K-block's) then need SPARSE_COLS words of nonzero bits. */
+/* The products may skip zeros (gemm/sparse.h) when the first layer's K-blocks are at
+ * most DPT_SPARSE_MAXW wide and batches at most SPARSE_MAXB rows; a gradient block's
+ * input columns (at most one K-block's, or DPT_SPARSE_MAXW rows of another layer) then
+ * need SPARSE_COLS words of nonzero bits. */
 enum { SPARSE_MAXB = 320, SPARSE_COLS = DPT_SPARSE_MAXW * DPT_SPARSE_WORDS(SPARSE_MAXB) };
 
 typedef struct worker {
@@ -79,7 +80,7 @@ static int owns(const share *sh, int b) { return (int)(sh->kb >> b & 1u); }
 struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
-    int sparse;                    /* K-block products may skip zero pixels */
+    int sparse;                    /* products may skip zeros (sparse_avx512.c) */
     int force;                     /* dpt_sparse_mode(): a path forced for every block */
     double nz_cost[2];             /* sparse_per_nz of the first layer: X W, X^T dZ */
     double gnz_cost[DPT_MAX_LAYERS]; /* sparse_per_nz of each layer's X^T dZ */
@@ -558,9 +559,9 @@ typedef struct stepctx {
 
 #define SYNC(wk)                                                                       \
     do {                                                                               \
-        double t_ = tick();                                                             \
+        double t_ = tick();                                                            \
         DPT_BARRIER();                                                                 \
-        (wk)->t_sync += tick() - t_;                                                    \
+        (wk)->t_sync += tick() - t_;                                                   \
     } while (0)
 
 /* Batchnorm forward for rows [r0, r1) of layer l: slice partials, barrier, merge
