@@ -21,6 +21,11 @@ void dpt_sparse_colmasks(const float *x, int lda, int B, int k0, int m, uint32_t
 void dpt_sparse_xtd(const float *x, int lda, int k0, int m, int B, const uint32_t *cols,
                     const float *d, int ldd, int n, float *g, int ldg);
 
+/* The set bits of n words (the nonzero count of dpt_sparse_colmasks' bitsets), with the
+ * POPCNT instruction (every AVX-512 CPU has it; the callers' files are compiled without
+ * it and would call libgcc's bit loop). */
+size_t dpt_sparse_bits(const uint32_t *w, size_t n);
+
 /* The nonzero (or NaN) elements of rows x cols of x. */
 size_t dpt_sparse_count(const float *x, int lda, int rows, int cols);
 

@@ -154,6 +154,14 @@ void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ld
     }
 }
 
+__attribute__((target("popcnt"))) size_t dpt_sparse_bits(const uint32_t *w, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += (size_t)__builtin_popcount(w[i]);
+    return c;
+}
+
 size_t dpt_sparse_count(const float *x, int lda, int rows, int cols)
 {
     size_t nz = 0;

@@ -646,9 +646,8 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
         if (kblocked && e->sparse && nq) { /* dZ's nonzeros, for GRAD_DZ */
             double t0 = tick();
             dpt_sparse_colmasks(e->dz[0], ly->out, B, 0, ly->out, wk->dzcols);
-            size_t nz = 0, words = (size_t)ly->out * DPT_SPARSE_WORDS(B);
-            for (size_t i = 0; i < words; i++)
-                nz += (size_t)__builtin_popcount(wk->dzcols[i]);
+            const size_t nz =
+                dpt_sparse_bits(wk->dzcols, (size_t)ly->out * DPT_SPARSE_WORDS(B));
             wk->dznz = nz;
             wk->dz_seen[0] += (double)nz;
             wk->dz_seen[1] += (double)B * ly->out;
@@ -682,9 +681,7 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                     /* the other layers' inputs (ReLU and dropout outputs) are mostly zero
                      * too: their rows take the cheaper of dense and zero-skipping */
                     dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
-                    size_t nz = 0, words = (size_t)m * DPT_SPARSE_WORDS(B);
-                    for (size_t i = 0; i < words; i++)
-                        nz += (size_t)__builtin_popcount(wk->cols[i]);
+                    const size_t nz = dpt_sparse_bits(wk->cols, (size_t)m * DPT_SPARSE_WORDS(B));
                     if (e->force == DPT_SPARSE_INPUT ||
                         (double)nz * e->gnz_cost[l] < (double)B * m * dense_units(ly->out))
                         rpath = GRAD_XCOLS;
