@@ -548,8 +548,10 @@ typedef struct stepctx {
     const uint32_t *idx;
     int B;
     uint64_t step;   /* 0-based index of this step (dropout key, Adam's t - 1) */
-    const uint32_t *next; /* the next step's samples (NULL: none), to prefetch */
+    const uint32_t *next; /* the chunk's next step's samples (NULL: none) */
     int nextB;
+    const uint32_t *pf;   /* the samples to prefetch: the order's next batch, also past */
+    int pfB;              /* the chunk (NULL: none) */
     int mode;
     double cost;     /* out: mean cross-entropy of the batch (each thread the same) */
     size_t correct;
@@ -767,7 +769,7 @@ static int bad_grads(const dpt_engine *e, int par)
 static void prefetch_next(const stepctx *c, int a, int b, int k0, int k1)
 {
     for (int r = a; r < b && k1 > k0; r++) {
-        const uint8_t *img = c->ds->images + (size_t)c->next[r] * c->ds->dim;
+        const uint8_t *img = c->ds->images + (size_t)c->pf[r] * c->ds->dim;
         uintptr_t p = (uintptr_t)(img + k0) & ~(uintptr_t)63, end = (uintptr_t)(img + k1);
         for (; p < end; p += 64)
             __builtin_prefetch((const void *)p, 0, 1);
@@ -794,18 +796,18 @@ static void step(stepctx *c)
      * are asked for as it is multiplied (the misses overlap the product instead of
      * stalling a burst of requests at the start); else the own rows, now. */
     const int ksplit = dpt_ksplit(e, B);
-    const int pf_blocks = c->next && ksplit && dpt_ksplit(e, c->nextB);
-    if (c->next && !pf_blocks) {
-        if (dpt_ksplit(e, c->nextB)) { /* own columns of every row */
+    const int pf_blocks = c->pf && ksplit && dpt_ksplit(e, c->pfB);
+    if (c->pf && !pf_blocks) {
+        if (dpt_ksplit(e, c->pfB)) { /* own columns of every row */
             for (int b = 0; b < e->nkb; b++)
                 if (owns(sh, b))
-                    prefetch_next(c, 0, c->nextB, dpt_kblock_row(l0->in, b),
+                    prefetch_next(c, 0, c->pfB, dpt_kblock_row(l0->in, b),
                                   dpt_kblock_row(l0->in, b + 1));
         } else { /* own rows */
             int q0, q1;
-            dpt_thread_slices(c->nextB, t, e->T, &q0, &q1);
+            dpt_thread_slices(c->pfB, t, e->T, &q0, &q1);
             prefetch_next(c, q0 * DPT_SLICE,
-                          q1 * DPT_SLICE < c->nextB ? q1 * DPT_SLICE : c->nextB, 0, l0->in);
+                          q1 * DPT_SLICE < c->pfB ? q1 * DPT_SLICE : c->pfB, 0, l0->in);
         }
     }
 
@@ -818,7 +820,7 @@ static void step(stepctx *c)
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
             wk->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
             if (pf_blocks)
-                prefetch_next(c, 0, c->nextB, k0, k1);
+                prefetch_next(c, 0, c->pfB, k0, k1);
             if (sparse_block(e, wk, b, B))
                 dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0,
                               net->params + l0->w + (size_t)k0 * l0->out, l0->out, l0->out,
@@ -1002,6 +1004,10 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
             size_t nstart = start + (size_t)c.B;
             c.next = s + 1 < nsteps && nstart < n ? order + nstart : NULL;
             c.nextB = c.next ? (int)(n - nstart < (size_t)batch ? n - nstart : (size_t)batch) : 0;
+            /* prefetch the next batch of the order even past this chunk: the next call
+             * (after an evaluation, say) starts there */
+            c.pf = nstart < n ? order + nstart : NULL;
+            c.pfB = c.pf ? (int)(n - nstart < (size_t)batch ? n - nstart : (size_t)batch) : 0;
             c.step = step0 + s;
             step(&c);
             /* Every thread takes the same decisions: the cost is summed by each, and
