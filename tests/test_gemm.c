@@ -349,6 +349,12 @@ Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
                 for (size_t i = 0; i < (size_t)m * ldg + 1; i++)
                     gs[i] = gd[i] = -3.0f;
                 dpt_sparse_colmasks(x, lda, B, k0, m, cols);
+                size_t nzx = 0;
+                for (int r = 0; r < B; r++)
+                    for (int k = k0; k < k0 + m; k++)
+                        nzx += x[(size_t)r * lda + k] != 0.0f;
+                cr_assert_eq(dpt_sparse_bits(cols, (size_t)m * DPT_SPARSE_WORDS(B)), nzx,
+                             "bits B=%d w=%d", B, w);
                 dpt_sparse_xtd(x, lda, k0, m, B, cols, dz, n, n, gs, ldg);
                 dpt_sgemm(1, 0, m, n, B, 1.0f, x + k0, lda, dz, n, 0.0f, gd, ldg);
                 cr_assert_arr_eq(gs, gd, ((size_t)m * ldg + 1) * sizeof(float),

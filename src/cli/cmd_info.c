@@ -40,7 +40,7 @@ int cmd_info(int argc, char **argv)
                                                : "no (needs the avx512 kernel and AVX-512 BW/VL)"
            : sm == DPT_SPARSE_INPUT ? "yes, forced: every product skips its input's zeros "
                                       "(DPTRAIN_SPARSE=input)"
-           : sm == DPT_SPARSE_DZ ? "yes, forced: every gradient skips dZ's zeros "
+           : sm == DPT_SPARSE_DZ ? "yes, forced: every first-layer gradient skips dZ's zeros "
                                    "(DPTRAIN_SPARSE=dz)"
                                  : "yes (zeros of an input or of dZ skipped where that pays; "
                                    "DPTRAIN_SPARSE=0 turns it off)");
