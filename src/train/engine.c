@@ -204,6 +204,16 @@ static int grad_path(const dpt_engine *e, const worker *wk, int b, int B)
     return xs < dense ? GRAD_X : GRAD_DENSE;
 }
 
+/* Whether layer l's X W (grad = 0) or X^T dZ (grad = 1) could pay to skip its input's
+ * zeros at all: below a break-even density of 15% (a layer with few outputs, such as the
+ * small network's 7 and 5, where the dense kernel costs a fraction of a sparse nonzero)
+ * the engine does not even count them. Forced (DPTRAIN_SPARSE=input), always. */
+static int may_skip(const dpt_engine *e, int l, int grad)
+{
+    const double per_nz = grad ? e->gnz_cost[l] : e->fnz_cost[l];
+    return e->force == DPT_SPARSE_INPUT || dense_units(e->net->layer[l].out) >= 0.15 * per_nz;
+}
+
 /* Hidden layer l's output as the next layer reads it: its own buffer h when batchnorm
  * or dropout transform it, else the dense output z itself (ReLU fused; no copy). */
 static const float *act(const dpt_engine *e, int l)
@@ -679,7 +689,7 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                 float *gblock = train ? wk->gblock : net->grads + off;
                 double t0 = tick();
                 int rpath = path;
-                if (!kblocked && e->sparse && m <= DPT_SPARSE_MAXW) {
+                if (!kblocked && e->sparse && m <= DPT_SPARSE_MAXW && may_skip(e, l, 1)) {
                     /* the other layers' inputs (ReLU and dropout outputs) are mostly zero
                      * too: their rows take the cheaper of dense and zero-skipping */
                     dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
@@ -845,7 +855,7 @@ static void step(stepctx *c)
         if (l == 0 && ksplit)
             dpt_sum_partials(e->z[0], e->part, kpart_stride(e), e->nkb, r0, r1,
                              ly->out, bias, ep.relu);
-        else if (n > 0 && l > 0 && e->sparse && ly->in <= DPT_SPARSE_MAXW &&
+        else if (n > 0 && l > 0 && e->sparse && ly->in <= DPT_SPARSE_MAXW && may_skip(e, l, 0) &&
                  (e->force == DPT_SPARSE_INPUT ||
                   (double)dpt_sparse_count(in + (size_t)r0 * ly->in, ly->in, n, ly->in) *
                           e->fnz_cost[l] <
