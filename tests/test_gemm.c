@@ -272,10 +272,11 @@ Test(gemm, avx2_and_avx512_agree_bitwise, .timeout = 60)
     }
 }
 
-/* The sparse first-layer products (gemm/sparse.h) against the dense AVX-512 kernels,
- * bitwise: inputs like pixels / 255 at densities 0 to 1, batches across 32-row words,
- * block widths across 16-column pieces, outputs across 16-wide vectors and 128-wide
- * groups; guards around every output stay untouched. */
+/* The sparse products (gemm/sparse.h) against the dense AVX-512 kernels, bitwise:
+ * inputs like pixels / 255 and signed ones with -0s (a hidden layer's input, dZ) at
+ * densities 0 to 1, batches across 32-row words, block widths across 16-column pieces,
+ * outputs across 16-wide vectors and 128-wide groups, the dZ-skipping gradient with its
+ * transpose; the bit and nonzero counts; guards around every output stay untouched. */
 static float *pixels(int rows, int ld, double density, uint64_t seed)
 {
     float *x = dpt_alloc((size_t)rows * ld, sizeof(float));
