@@ -82,9 +82,8 @@ struct dpt_engine {
     int T, maxB, maxw;
     int sparse;                    /* products may skip zeros (sparse_avx512.c) */
     int force;                     /* dpt_sparse_mode(): a path forced for every block */
-    double nz_cost[2];             /* sparse_per_nz of the first layer: X W, X^T dZ */
-    double gnz_cost[DPT_MAX_LAYERS]; /* sparse_per_nz of each layer's X^T dZ */
-    double fnz_cost[DPT_MAX_LAYERS]; /* and of its X W */
+    double fnz_cost[DPT_MAX_LAYERS]; /* sparse_per_nz of each layer's X W */
+    double gnz_cost[DPT_MAX_LAYERS]; /* and of its X^T dZ */
     const uint8_t *planned;        /* the images (and their count) the plan's block costs */
     size_t planned_n;              /* were measured on */
     double kdensity[DPT_KBLOCKS];  /* their nonzero fraction per K-block */
@@ -154,6 +153,14 @@ static double sparse_per_nz(int out, int grad)
  * as zmm + ymm). */
 static double dense_units(int out) { return ((out + 7) / 8) / 2.0; }
 
+/* Whether skipping the zeros of a factor with nz nonzeros costs less than the dense
+ * kernel over `pairs` (row, input) pairs of `out` outputs, at per_nz cycles a nonzero;
+ * always when DPTRAIN_SPARSE=input forces it. */
+static int skip_pays(const dpt_engine *e, double nz, double per_nz, double pairs, int out)
+{
+    return e->force == DPT_SPARSE_INPUT || nz * per_nz < pairs * dense_units(out);
+}
+
 /* Whether K-block b of this step's B-row input is multiplied sparsely in the forward
  * product X W, the weight rows read from L1 in chunks (sparse_avx512.c): when its
  * nonzero pixels times the sparse cost per nonzero is below its pixels times the dense
@@ -167,10 +174,8 @@ static double dense_units(int out) { return ((out + 7) / 8) / 2.0; }
 static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B)
 {
     const dpt_layer *l0 = &e->net->layer[0];
-    if (e->sparse && e->force == DPT_SPARSE_INPUT)
-        return 1;
-    return e->sparse && (double)wk->kbnz[b] * e->nz_cost[0] <
-                            (double)B * dpt_kblock_width(l0->in, b) * dense_units(l0->out);
+    return e->sparse && skip_pays(e, (double)wk->kbnz[b], e->fnz_cost[0],
+                                  (double)B * dpt_kblock_width(l0->in, b), l0->out);
 }
 
 /* How K-block b's weight gradient X^T dZ is computed: dense, skipping zero pixels
@@ -182,7 +187,7 @@ static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B)
  * 29% nonzero: 4.3 + 1.3 us, against 7.3 us skipping the pixels of a block 65% nonzero
  * and 9.1 us dense). All three give the same bits (sparse_avx512.c), so the choice
  * (from this step's data, never from T) only changes the time. */
-enum { GRAD_DENSE, GRAD_X, GRAD_DZ, GRAD_XCOLS /* GRAD_X, its bitsets made */ };
+enum { GRAD_DENSE, GRAD_X, GRAD_DZ };
 /* GRAD_DZ's cycles for a K-block w inputs wide with nz nonzeros in dZ */
 static double dz_cost(int w, int out, double nz)
 {
@@ -197,7 +202,7 @@ static int grad_path(const dpt_engine *e, const worker *wk, int b, int B)
     const dpt_layer *l0 = &e->net->layer[0];
     const int w = dpt_kblock_width(l0->in, b);
     const double dense = (double)B * w * dense_units(l0->out);
-    const double xs = (double)wk->kbnz[b] * e->nz_cost[1];
+    const double xs = (double)wk->kbnz[b] * e->gnz_cost[0];
     const double dzs = dz_cost(w, l0->out, (double)wk->dznz);
     if (dzs < xs && dzs < dense)
         return GRAD_DZ;
@@ -247,11 +252,11 @@ static double row_cycles(const dpt_engine *e, int out)
  * chosen to make the costliest run as cheap as possible, if no run then costs more than
  * `most` (the larger of a thread's fair share and the costliest thread of the dealt
  * plan, so the other layers' units even the threads out at least as well as before).
- * Returns 0, having changed nothing, if that is not possible. Contiguous runs matter
+ * If that is not possible it changes nothing. Contiguous runs matter
  * for the input: a thread converts its blocks' columns of every image, and with
  * interleaved blocks it touches ~10 of an image's 13 cache lines for half of its pixels
  * (measured on two threads, small network: the conversion 30% cheaper contiguous). */
-static int contiguous_blocks(dpt_engine *e, const double *bcost, double most)
+static void contiguous_blocks(dpt_engine *e, const double *bcost, double most)
 {
     const int T = e->T, nb = e->nkb;
     const int R = T < nb ? T : nb; /* runs; threads beyond nb own no blocks */
@@ -274,7 +279,7 @@ static int contiguous_blocks(dpt_engine *e, const double *bcost, double most)
             }
         }
     if (best[R][nb] > most * (1 + 1e-9))
-        return 0;
+        return;
     for (int t = 0; t < T; t++)
         e->shares[t].kb = 0;
     for (int t = R, j = nb; t >= 1; t--) {
@@ -283,7 +288,6 @@ static int contiguous_blocks(dpt_engine *e, const double *bcost, double most)
             e->shares[t - 1].kb |= 1u << b;
         j = i;
     }
-    return 1;
 }
 
 /* Splits the work between the barriers: thread t owns a set of the first layer's
@@ -307,8 +311,8 @@ static void plan_shares(dpt_engine *e, const double *density)
         const int w = dpt_kblock_width(in0, b);
         double fwd = ks ? dense : 0, grad = dense; /* per (row, input) pair */
         if (density && e->sparse && ks) {
-            fwd = fmin(dense, d * e->nz_cost[0]);
-            grad = fmin(fmin(dense, d * e->nz_cost[1]),
+            fwd = fmin(dense, d * e->fnz_cost[0]);
+            grad = fmin(fmin(dense, d * e->gnz_cost[0]),
                         dz_cost(w, out0, e->dz_rho * e->maxB * out0) / ((double)e->maxB * w));
         }
         /* row_cycles counts a dense gradient (out0 / 16 per pair): replaced by grad */
@@ -429,11 +433,10 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     e->sparse = dpt_gemm_sparse() && kbw <= DPT_SPARSE_MAXW && B <= SPARSE_MAXB;
     e->dz_rho = 0.5; /* until measured (dpt_engine_train) */
     e->force = dpt_sparse_mode();
-    e->nz_cost[0] = sparse_per_nz(net->layer[0].out, 0);
-    e->nz_cost[1] = sparse_per_nz(net->layer[0].out, 1);
-    for (int l = 0; l < L; l++)
-        e->gnz_cost[l] = sparse_per_nz(net->layer[l].out, 1),
+    for (int l = 0; l < L; l++) {
         e->fnz_cost[l] = sparse_per_nz(net->layer[l].out, 0);
+        e->gnz_cost[l] = sparse_per_nz(net->layer[l].out, 1);
+    }
     size_t npart = (size_t)e->nkb * part_stride(B, net->layer[0].out);
     /* the dZ-sparse gradient's scratch (floats and bit words are both 4 bytes) */
     const size_t ngt = e->sparse ? (size_t)kbw * net->layer[0].out : 0;
@@ -688,21 +691,21 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                  * buffer is only written for dpt_engine_gradient) */
                 float *gblock = train ? wk->gblock : net->grads + off;
                 double t0 = tick();
-                int rpath = path;
+                int rpath = path, have_cols = 0;
                 if (!kblocked && e->sparse && m <= DPT_SPARSE_MAXW && may_skip(e, l, 1)) {
                     /* the other layers' inputs (ReLU and dropout outputs) are mostly zero
                      * too: their rows take the cheaper of dense and zero-skipping */
                     dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
+                    have_cols = 1;
                     const size_t nz = dpt_sparse_bits(wk->cols, (size_t)m * DPT_SPARSE_WORDS(B));
-                    if (e->force == DPT_SPARSE_INPUT ||
-                        (double)nz * e->gnz_cost[l] < (double)B * m * dense_units(ly->out))
-                        rpath = GRAD_XCOLS;
+                    if (skip_pays(e, (double)nz, e->gnz_cost[l], (double)B * m, ly->out))
+                        rpath = GRAD_X;
                 }
                 if (rpath == GRAD_DZ) {
                     dpt_sparse_transpose(wk->gt + i0, hi[q] - lo[q], ly->out, m, gblock,
                                          ly->out);
-                } else if (rpath == GRAD_X || rpath == GRAD_XCOLS) {
-                    if (rpath == GRAD_X)
+                } else if (rpath == GRAD_X) {
+                    if (!have_cols)
                         dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
                     dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
                                    gblock, ly->out);
@@ -856,10 +859,9 @@ static void step(stepctx *c)
             dpt_sum_partials(e->z[0], e->part, kpart_stride(e), e->nkb, r0, r1,
                              ly->out, bias, ep.relu);
         else if (n > 0 && l > 0 && e->sparse && ly->in <= DPT_SPARSE_MAXW && may_skip(e, l, 0) &&
-                 (e->force == DPT_SPARSE_INPUT ||
-                  (double)dpt_sparse_count(in + (size_t)r0 * ly->in, ly->in, n, ly->in) *
-                          e->fnz_cost[l] <
-                      (double)n * ly->in * dense_units(ly->out))) {
+                 skip_pays(e,
+                           (double)dpt_sparse_count(in + (size_t)r0 * ly->in, ly->in, n, ly->in),
+                           e->fnz_cost[l], (double)n * ly->in, ly->out)) {
             /* a hidden layer's input (ReLU and dropout output) is mostly zero too: the
              * product skips its zeros into h's rows (free until this layer's output is
              * made), then the bias and ReLU as the dense kernel's epilogue adds them */
@@ -1012,12 +1014,12 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
             c.idx = order + start;
             c.B = (int)(n - start < (size_t)batch ? n - start : (size_t)batch);
             size_t nstart = start + (size_t)c.B;
-            c.next = s + 1 < nsteps && nstart < n ? order + nstart : NULL;
-            c.nextB = c.next ? (int)(n - nstart < (size_t)batch ? n - nstart : (size_t)batch) : 0;
             /* prefetch the next batch of the order even past this chunk: the next call
              * (after an evaluation, say) starts there */
             c.pf = nstart < n ? order + nstart : NULL;
             c.pfB = c.pf ? (int)(n - nstart < (size_t)batch ? n - nstart : (size_t)batch) : 0;
+            c.next = s + 1 < nsteps ? c.pf : NULL;
+            c.nextB = c.next ? c.pfB : 0;
             c.step = step0 + s;
             step(&c);
             /* Every thread takes the same decisions: the cost is summed by each, and
