@@ -302,6 +302,26 @@ static float *signed_sparse(int rows, int ld, double density, uint64_t seed)
     return x;
 }
 
+Test(gemm, sparse_byte_count_counts_only_the_range)
+{
+    if (!dpt_gemm_supported("avx512") || !dpt_gemm_sparse())
+        cr_skip_test("needs the AVX-512 sparse products");
+    uint8_t buf[400];
+    uint64_t u = 12345;
+    for (int i = 0; i < 400; i++) {
+        u = u * 6364136223846793005ull + 1442695040888963407ull;
+        buf[i] = (u >> 33) % 3 == 0 ? 0 : (uint8_t)(1 + (u >> 40) % 255);
+    }
+    for (int off = 0; off < 4; off++)
+        for (size_t n = 0; n <= 260; n++) {
+            size_t want = 0;
+            for (size_t i = 0; i < n; i++)
+                want += buf[off + i] != 0;
+            /* the bytes after the range are mostly nonzero: a count past n shows */
+            cr_assert_eq(dpt_sparse_count_bytes(buf + off, n), want, "off %d n %zu", off, n);
+        }
+}
+
 Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
 {
     if (!dpt_gemm_supported("avx512"))

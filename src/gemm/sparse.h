@@ -29,6 +29,9 @@ size_t dpt_sparse_bits(const uint32_t *w, size_t n);
 /* The nonzero (or NaN) elements of rows x cols of x. */
 size_t dpt_sparse_count(const float *x, int lda, int rows, int cols);
 
+/* The nonzero bytes of p[0, n) (the data's pixels, for the plan's block densities). */
+size_t dpt_sparse_count_bytes(const uint8_t *p, size_t n);
+
 /* b[i][j] = a[j][i] for i < cols, j < rows: with dpt_sparse_xtd on dZ (x = dZ, d = the
  * input block), the gradient of a block of W rows comes out as (X^T dZ)^T, and this
  * puts it back in W's layout. */

@@ -162,7 +162,8 @@ __attribute__((target("popcnt"))) size_t dpt_sparse_bits(const uint32_t *w, size
     return c;
 }
 
-size_t dpt_sparse_count(const float *x, int lda, int rows, int cols)
+__attribute__((target("popcnt"))) size_t dpt_sparse_count(const float *x, int lda,
+                                                           int rows, int cols)
 {
     size_t nz = 0;
     for (int r = 0; r < rows; r++)
@@ -170,6 +171,17 @@ size_t dpt_sparse_count(const float *x, int lda, int rows, int cols)
             nz += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(
                 _mm512_maskz_loadu_ps(lanes(cols - p), x + (size_t)r * lda + p),
                 _mm512_setzero_ps(), _CMP_NEQ_UQ));
+    return nz;
+}
+
+__attribute__((target("popcnt"))) size_t dpt_sparse_count_bytes(const uint8_t *p, size_t n)
+{
+    size_t nz = 0;
+    for (size_t i = 0; i < n; i += 64) {
+        const __mmask64 k = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
+        const __m512i v = _mm512_maskz_loadu_epi8(k, p + i);
+        nz += (size_t)__builtin_popcountll(_mm512_test_epi8_mask(v, v));
+    }
     return nz;
 }
 

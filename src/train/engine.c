@@ -942,18 +942,27 @@ static void step(stepctx *c)
 }
 
 /* The fraction of nonzero pixels in each K-block of ds's images (up to 4096 images,
- * evenly spread). */
+ * evenly spread). One pass, image by image (each read once, along its row): by blocks
+ * it read every image once per block, ~6 ms for Fashion-MNIST in the first call's time. */
 static void block_densities(const dpt_engine *e, const dpt_dataset *ds, double *density)
 {
     const size_t step = ds->n > 4096 ? ds->n / 4096 : 1;
     const int in = e->net->layer[0].in;
+    size_t nz[DPT_KBLOCKS] = { 0 }, images = 0;
+    int row[DPT_KBLOCKS + 1];
+    for (int b = 0; b <= e->nkb; b++)
+        row[b] = dpt_kblock_row(in, b);
+    for (size_t i = 0; i < ds->n; i += step, images++) {
+        const uint8_t *img = ds->images + i * ds->dim;
+        if (i + 8 * step < ds->n) /* the image eight ahead, as the prefetcher stops at pages */
+            for (size_t k = 0; k < ds->dim; k += 64)
+                __builtin_prefetch(img + 8 * step * ds->dim + k);
+        for (int b = 0; b < e->nkb; b++)
+            nz[b] += dpt_sparse_count_bytes(img + row[b], (size_t)(row[b + 1] - row[b]));
+    }
     for (int b = 0; b < e->nkb; b++) {
-        const int k0 = dpt_kblock_row(in, b), k1 = dpt_kblock_row(in, b + 1);
-        size_t nz = 0, all = 0;
-        for (size_t i = 0; i < ds->n; i += step, all += (size_t)(k1 - k0))
-            for (int k = k0; k < k1; k++)
-                nz += ds->images[i * ds->dim + (size_t)k] != 0;
-        density[b] = all ? (double)nz / (double)all : 1.0;
+        const double all = (double)images * dpt_kblock_width(in, b);
+        density[b] = all > 0 ? (double)nz[b] / all : 1.0;
     }
 }
 
