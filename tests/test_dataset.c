@@ -167,7 +167,7 @@ Test(dataset, inputs_load_as_byte_over_255_for_every_column_range)
             const int w = k1 - k0;
             for (int i = 0; i < 2 * w + 2; i++)
                 x[i] = -1.0f;
-            dpt_load_input_cols(&ds, idx, 2, k0, k1, x + 1);
+            dpt_load_input_cols(&ds, idx, 2, k0, k1, x + 1, NULL);
             cr_assert_eq(x[0], -1.0f);
             cr_assert_eq(x[2 * w + 1], -1.0f, "columns [%d, %d): wrote past the block", k0, k1);
             for (int r = 0; r < 2; r++)
@@ -183,6 +183,56 @@ Test(dataset, inputs_load_as_byte_over_255_for_every_column_range)
     cr_assert_eq(x[2 * D + 1], -1.0f);
     for (int i = 0; i < 2 * D; i++)
         cr_assert_eq(x[1 + i], (float)img[idx[i / D] * D + i % D] * (1.0f / 255.0f));
+    free(x);
+    free(img);
+}
+
+/* The block loader's nonzero pattern (dpt_union) against its definition: the rows in
+ * fours (the last rows, not a whole four, in no group), each row's groups of 4 adjacent
+ * pixels, and both counts, for block widths across 32-pixel words and groups of 4. */
+Test(dataset, block_loader_reports_the_nonzero_pattern)
+{
+    enum { D = 300, N = 5, B = 11 };
+    uint8_t *img = malloc((size_t)N * D);
+    uint64_t v = 99;
+    for (int i = 0; i < N * D; i++) {
+        v = v * 6364136223846793005ull + 1442695040888963407ull;
+        img[i] = (v >> 33) % 4 ? 0 : (uint8_t)(1 + (v >> 40) % 255);
+    }
+    dpt_dataset ds = { .n = N, .dim = D, .rows = 1, .cols = D, .classes = 1, .images = img };
+    const uint32_t idx[B] = { 2, 0, 4, 1, 3, 3, 0, 2, 1, 4, 0 };
+    float *x = malloc(sizeof(float) * B * 128);
+    uint32_t u[B / DPT_UNION_R * DPT_UNION_WORDS], cfold[B];
+    for (int k0 = 0; k0 < 40; k0 += 13)
+        for (int k1 = k0 + 1; k1 <= k0 + 128; k1 += (k1 < k0 + 40 ? 1 : 11)) {
+            const int w = k1 - k0, nw = (w + 31) / 32;
+            dpt_union un = { .u = u, .cfold = cfold };
+            size_t nz = dpt_load_input_cols(&ds, idx, B, k0, k1, x, &un);
+            size_t want_nz = 0, urows = 0, ucols = 0;
+            for (int r = 0; r < B; r++) {
+                uint32_t fold = 0;
+                for (int k = 0; k < w; k++)
+                    if (img[idx[r] * D + k0 + k]) {
+                        want_nz++;
+                        fold |= 1u << (k / 4);
+                    }
+                cr_assert_eq(cfold[r], fold, "[%d, %d) row %d: groups", k0, k1, r);
+                ucols += (size_t)__builtin_popcount(fold);
+            }
+            for (int g = 0; g < B / DPT_UNION_R; g++)
+                for (int c = 0; c < nw; c++) {
+                    uint32_t word = 0;
+                    for (int t = 0; t < 32 && 32 * c + t < w; t++)
+                        for (int r = 0; r < DPT_UNION_R; r++)
+                            if (img[idx[DPT_UNION_R * g + r] * D + k0 + 32 * c + t])
+                                word |= 1u << t;
+                    cr_assert_eq(u[g * nw + c], word, "[%d, %d) group %d word %d", k0, k1, g, c);
+                    urows += (size_t)__builtin_popcount(word);
+                }
+            cr_assert_eq(nz, want_nz);
+            cr_assert_eq(un.urows, urows, "[%d, %d): union count", k0, k1);
+            cr_assert_eq(un.ucols, ucols, "[%d, %d): group count", k0, k1);
+        }
     free(x);
     free(img);
 }

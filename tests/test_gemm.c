@@ -302,7 +302,87 @@ static float *signed_sparse(int rows, int ld, double density, uint64_t seed)
     return x;
 }
 
-Test(gemm, sparse_byte_count_counts_only_the_range)
+/* The narrow products (n <= 32, rows in fours over the union of their nonzeros) against
+ * the dense kernels, bitwise: every output width's vector shape (xmm, ymm, zmm pieces,
+ * with and without a full zmm before), batches and blocks that do not divide by 4 (the
+ * rows or columns left over go one at a time), signed inputs with -0s, unions built
+ * exactly and unions with every bit set (a superset only costs time); guards untouched.
+ * And dpt_sparse_groupcols against its definition. */
+Test(gemm, narrow_sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
+{
+    if (!dpt_gemm_supported("avx512") || !dpt_gemm_sparse())
+        cr_skip_test("needs the AVX-512 sparse products");
+    use_kernel("avx512");
+    static const int Bs[] = { 1, 4, 6, 32, 33, 64, 101 }, ws[] = { 1, 4, 7, 16, 33, 112, 128 },
+                     ns[] = { 1, 3, 4, 5, 8, 9, 16, 17, 20, 24, 25, 32 };
+    static const double dens[] = { 0.0, 0.1, 0.5, 1.0 };
+    enum { NB = sizeof Bs / sizeof *Bs, NWS = sizeof ws / sizeof *ws, NN = sizeof ns / sizeof *ns };
+    uint32_t *u = malloc(sizeof(uint32_t) * 128 * DPT_SPARSE_WORDS(101));
+    uint32_t *tail = malloc(sizeof(uint32_t) * 4 * DPT_SPARSE_WORDS(101));
+    uint32_t cfold[101];
+    for (int bi = 0; bi < NB; bi++)
+        for (int wi = 0; wi < NWS; wi++)
+            for (int ni = 0; ni < NN; ni++)
+                for (int full = 0; full < 2; full++) {
+                    const int B = Bs[bi], w = ws[wi], n = ns[ni], lda = w + 3, ldz = n + 2;
+                    const double d = dens[(bi + wi + ni + full) % 4];
+                    const uint64_t seed = 1 + (uint64_t)(bi * 256 + wi * 32 + ni * 2 + full);
+                    float *x = (bi + ni) % 2 ? signed_sparse(B, lda, d, seed)
+                                             : pixels(B, lda, d, seed);
+                    float *W = rmat((size_t)w * n, 7), *dz = rmat((size_t)B * n, 8);
+                    float *zs = dpt_alloc((size_t)B * ldz + 1, sizeof(float));
+                    float *zd = dpt_alloc((size_t)B * ldz + 1, sizeof(float));
+                    for (size_t i = 0; i < (size_t)B * ldz + 1; i++)
+                        zs[i] = zd[i] = -3.0f;
+                    /* forward: the rows' union, exact or all ones */
+                    const int nwk = DPT_SPARSE_WORDS(w);
+                    for (int g = 0; g < B / 4; g++)
+                        for (int c = 0; c < nwk; c++) {
+                            uint32_t word = 0;
+                            for (int t = 0; t < 32 && 32 * c + t < w; t++)
+                                for (int r = 0; r < 4; r++)
+                                    if (full || x[(size_t)(4 * g + r) * lda + 32 * c + t] != 0.0f)
+                                        word |= 1u << t;
+                            u[g * nwk + c] = word;
+                        }
+                    dpt_sparse_xw_narrow(x, lda, B, w, u, W, n, n, zs, ldz);
+                    dpt_sgemm(0, 0, B, n, w, 1.0f, x, lda, W, n, 0.0f, zd, ldz);
+                    cr_assert_arr_eq(zs, zd, ((size_t)B * ldz + 1) * sizeof(float),
+                                     "xw narrow B=%d w=%d n=%d density %.2f union %s", B, w, n,
+                                     d, full ? "all ones" : "exact");
+                    /* gradient: columns k0 + 4q .. + 3 over their rows' union */
+                    const int k0 = w > 5 ? 2 : 0, m = w - k0, ldg = n + 1, nw = DPT_SPARSE_WORDS(B);
+                    for (int b = 0; b < B; b++) {
+                        cfold[b] = 0;
+                        for (int k = 0; k < m / 4 * 4; k++)
+                            if (full || x[(size_t)b * lda + k0 + k] != 0.0f)
+                                cfold[b] |= 1u << (k / 4);
+                    }
+                    dpt_sparse_groupcols(cfold, B, m / 4, u);
+                    for (int q = 0; q < m / 4; q++)
+                        for (int b = 0; b < B; b++)
+                            cr_assert_eq(u[q * nw + b / 32] >> (b % 32) & 1u, cfold[b] >> q & 1u,
+                                         "groupcols B=%d q=%d b=%d", B, q, b);
+                    if (m % 4)
+                        dpt_sparse_colmasks(x, lda, B, k0 + m / 4 * 4, m % 4, tail);
+                    float *gs = dpt_alloc((size_t)m * ldg + 1, sizeof(float));
+                    float *gd = dpt_alloc((size_t)m * ldg + 1, sizeof(float));
+                    for (size_t i = 0; i < (size_t)m * ldg + 1; i++)
+                        gs[i] = gd[i] = -3.0f;
+                    dpt_sparse_xtd_narrow(x, lda, k0, m, B, u, m % 4 ? tail : NULL, dz, n, n, gs,
+                                          ldg);
+                    dpt_sgemm(1, 0, m, n, B, 1.0f, x + k0, lda, dz, n, 0.0f, gd, ldg);
+                    cr_assert_arr_eq(gs, gd, ((size_t)m * ldg + 1) * sizeof(float),
+                                     "xtd narrow B=%d w=%d n=%d density %.2f union %s", B, w, n,
+                                     d, full ? "all ones" : "exact");
+                    dpt_free(x); dpt_free(W); dpt_free(dz); dpt_free(zs); dpt_free(zd);
+                    dpt_free(gs); dpt_free(gd);
+                }
+    free(u);
+    free(tail);
+}
+
+Test(gemm, sparse_byte_bits_cover_only_the_range)
 {
     if (!dpt_gemm_supported("avx512") || !dpt_gemm_sparse())
         cr_skip_test("needs the AVX-512 sparse products");
@@ -313,12 +393,20 @@ Test(gemm, sparse_byte_count_counts_only_the_range)
         buf[i] = (u >> 33) % 3 == 0 ? 0 : (uint8_t)(1 + (u >> 40) % 255);
     }
     for (int off = 0; off < 4; off++)
-        for (size_t n = 0; n <= 260; n++) {
+        for (int n = 0; n <= 260; n++) {
+            uint32_t bits[9];
+            for (int c = 0; c < 9; c++)
+                bits[c] = 0xA5A5A5A5u;
             size_t want = 0;
-            for (size_t i = 0; i < n; i++)
+            for (int i = 0; i < n; i++)
                 want += buf[off + i] != 0;
             /* the bytes after the range are mostly nonzero: a count past n shows */
-            cr_assert_eq(dpt_sparse_count_bytes(buf + off, n), want, "off %d n %zu", off, n);
+            cr_assert_eq(dpt_sparse_bytebits(buf + off, n, bits), want, "off %d n %d", off, n);
+            for (int i = 0; i < 32 * ((n + 31) / 32); i++)
+                cr_assert_eq(bits[i / 32] >> (i % 32) & 1u, (unsigned)(i < n && buf[off + i]),
+                             "off %d n %d bit %d", off, n, i);
+            for (int c = (n + 31) / 32; c < 9; c++)
+                cr_assert_eq(bits[c], 0xA5A5A5A5u, "off %d n %d: wrote word %d", off, n, c);
         }
 }
 

@@ -20,7 +20,7 @@ enum { GROUP = 128 }; /* output columns per pass: 8 zmm accumulators */
 
 static inline __mmask16 lanes(int left)
 {
-    return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+    return left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
 }
 
 void dpt_sparse_colmasks(const float *x, int lda, int B, int k0, int m, uint32_t *cols)
@@ -174,13 +174,15 @@ __attribute__((target("popcnt"))) size_t dpt_sparse_count(const float *x, int ld
     return nz;
 }
 
-__attribute__((target("popcnt"))) size_t dpt_sparse_count_bytes(const uint8_t *p, size_t n)
+__attribute__((target("popcnt"))) size_t dpt_sparse_bytebits(const uint8_t *p, int n,
+                                                             uint32_t *bits)
 {
     size_t nz = 0;
-    for (size_t i = 0; i < n; i += 64) {
-        const __mmask64 k = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
-        const __m512i v = _mm512_maskz_loadu_epi8(k, p + i);
-        nz += (size_t)__builtin_popcountll(_mm512_test_epi8_mask(v, v));
+    for (int i = 0; i < n; i += 32) {
+        const __mmask32 k = n - i >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (n - i)) - 1;
+        const __m256i v = _mm256_maskz_loadu_epi8(k, p + i);
+        bits[i / 32] = (uint32_t)_mm256_test_epi8_mask(v, v);
+        nz += (size_t)__builtin_popcount(bits[i / 32]);
     }
     return nz;
 }
@@ -234,4 +236,130 @@ void dpt_sparse_transpose(const float *a, int lda, int rows, int cols, float *b,
                     _mm512_mask_storeu_ps(b + (size_t)(i0 + k) * ldb + j0, rm, r[k]);
         }
     }
+}
+
+/* ------------------------------------------------ narrow outputs: rows in fours -----
+ * With at most 32 outputs a row's sum is one FMA chain per vector, and one nonzero at
+ * a time leaves the FMA unit waiting on its 4-cycle latency (~5 cycles a nonzero, the
+ * dense kernel's cost at 30% density). Here DPT_SPARSE_R rows go together over the
+ * union of their nonzero indices: each row keeps its own chain, in ascending order as
+ * before, and an index where a row's own factor is zero adds an exact zero term, as
+ * the dense kernel does for it. Four rows keep the FMA unit busy; a last piece of at
+ * most 4 or 8 outputs is an xmm or ymm (the 20-output layer: zmm + xmm, 1.5 FMA cycles
+ * per row and index, as the dense kernel). */
+
+/* One group of rows: out[r][j] = sum over set bits i of bits (nw words) of
+ * x[r * rs + i * xs] * f[i * lf + j], for r < 4, j < 16 * FULL + the last piece's
+ * lanes (mask `last`). VT and friends are that piece's vector type. */
+#define NARROW_GROUP(NAME, VT, MT, CAST, LOADZ, FMA, STOREM)                              \
+    static inline __attribute__((always_inline)) void NAME(                              \
+        const int FULL, const uint32_t *bits, int nw, const float *x, size_t rs,          \
+        size_t xs, const float *f, size_t lf, MT last, float *out, size_t os)             \
+    {                                                                                     \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                       \
+        VT t0 = CAST(a0), t1 = t0, t2 = t0, t3 = t0;                                      \
+        for (int c = 0; c < nw; c++)                                                      \
+            for (uint32_t m = bits[c]; m; m &= m - 1) {                                   \
+                const size_t i = 32 * (size_t)c + (size_t)__builtin_ctz(m);               \
+                const float *fi = f + i * lf, *xi = x + i * xs;                           \
+                const __m512 s0 = _mm512_set1_ps(xi[0]), s1 = _mm512_set1_ps(xi[rs]),     \
+                             s2 = _mm512_set1_ps(xi[2 * rs]),                             \
+                             s3 = _mm512_set1_ps(xi[3 * rs]);                             \
+                const VT wl = LOADZ(last, fi + 16 * FULL);                                \
+                if (FULL) {                                                               \
+                    const __m512 wf = _mm512_loadu_ps(fi);                                \
+                    a0 = _mm512_fmadd_ps(s0, wf, a0);                                     \
+                    a1 = _mm512_fmadd_ps(s1, wf, a1);                                     \
+                    a2 = _mm512_fmadd_ps(s2, wf, a2);                                     \
+                    a3 = _mm512_fmadd_ps(s3, wf, a3);                                     \
+                }                                                                         \
+                t0 = FMA(CAST(s0), wl, t0);                                               \
+                t1 = FMA(CAST(s1), wl, t1);                                               \
+                t2 = FMA(CAST(s2), wl, t2);                                               \
+                t3 = FMA(CAST(s3), wl, t3);                                               \
+            }                                                                             \
+        if (FULL) {                                                                       \
+            _mm512_storeu_ps(out, a0);                                                    \
+            _mm512_storeu_ps(out + os, a1);                                               \
+            _mm512_storeu_ps(out + 2 * os, a2);                                           \
+            _mm512_storeu_ps(out + 3 * os, a3);                                           \
+        }                                                                                 \
+        STOREM(out + 16 * FULL, last, t0);                                                \
+        STOREM(out + os + 16 * FULL, last, t1);                                           \
+        STOREM(out + 2 * os + 16 * FULL, last, t2);                                       \
+        STOREM(out + 3 * os + 16 * FULL, last, t3);                                       \
+    }
+#define ID(v) (v)
+NARROW_GROUP(group_x, __m128, __mmask8, _mm512_castps512_ps128, _mm_maskz_loadu_ps,
+             _mm_fmadd_ps, _mm_mask_storeu_ps)
+NARROW_GROUP(group_y, __m256, __mmask8, _mm512_castps512_ps256, _mm256_maskz_loadu_ps,
+             _mm256_fmadd_ps, _mm256_mask_storeu_ps)
+NARROW_GROUP(group_z, __m512, __mmask16, ID, _mm512_maskz_loadu_ps, _mm512_fmadd_ps,
+             _mm512_mask_storeu_ps)
+#undef ID
+#undef NARROW_GROUP
+
+/* A group of 4 rows, n <= 32 outputs: the right expansion for n. */
+static void narrow_group(const uint32_t *bits, int nw, const float *x, size_t rs, size_t xs,
+                         const float *f, size_t lf, int n, float *out, size_t os)
+{
+    const int full = n > 16, tail = n - 16 * full;
+    if (tail <= 4) {
+        const __mmask8 k = (__mmask8)((1u << tail) - 1);
+        if (full)
+            group_x(1, bits, nw, x, rs, xs, f, lf, k, out, os);
+        else
+            group_x(0, bits, nw, x, rs, xs, f, lf, k, out, os);
+    } else if (tail <= 8) {
+        const __mmask8 k = (__mmask8)((1u << tail) - 1);
+        if (full)
+            group_y(1, bits, nw, x, rs, xs, f, lf, k, out, os);
+        else
+            group_y(0, bits, nw, x, rs, xs, f, lf, k, out, os);
+    } else {
+        if (full)
+            group_z(1, bits, nw, x, rs, xs, f, lf, lanes(tail), out, os);
+        else
+            group_z(0, bits, nw, x, rs, xs, f, lf, lanes(tail), out, os);
+    }
+}
+
+void dpt_sparse_groupcols(const uint32_t *cfold, int B, int groups, uint32_t *u)
+{
+    const int nw = DPT_SPARSE_WORDS(B);
+    for (int c = 0; c < nw; c++) {
+        const int left = B - 32 * c;
+        const __m512i lo = _mm512_maskz_loadu_epi32(lanes(left), cfold + 32 * c);
+        const __m512i hi = _mm512_maskz_loadu_epi32(lanes(left - 16), cfold + 32 * c + 16);
+        for (int q = 0; q < groups; q++) {
+            const __m512i bit = _mm512_set1_epi32((int)(1u << q));
+            u[(size_t)q * nw + c] = (uint32_t)_mm512_test_epi32_mask(lo, bit) |
+                                    (uint32_t)_mm512_test_epi32_mask(hi, bit) << 16;
+        }
+    }
+}
+
+void dpt_sparse_xw_narrow(const float *x, int lda, int B, int w, const uint32_t *u,
+                          const float *W, int ldw, int n, float *z, int ldz)
+{
+    const int nw = DPT_SPARSE_WORDS(w), full = B / DPT_SPARSE_R * DPT_SPARSE_R;
+    for (int g = 0; g < full / DPT_SPARSE_R; g++)
+        narrow_group(u + (size_t)g * nw, nw, x + (size_t)DPT_SPARSE_R * g * lda, (size_t)lda,
+                     1, W, (size_t)ldw, n, z + (size_t)DPT_SPARSE_R * g * ldz, (size_t)ldz);
+    if (full < B) /* the last rows, one at a time */
+        dpt_sparse_xw(x + (size_t)full * lda, lda, B - full, w, W, ldw, n,
+                      z + (size_t)full * ldz, ldz);
+}
+
+void dpt_sparse_xtd_narrow(const float *x, int lda, int k0, int m, int B, const uint32_t *u,
+                           const uint32_t *tail, const float *d, int ldd, int n, float *g,
+                           int ldg)
+{
+    const int nw = DPT_SPARSE_WORDS(B), full = m / DPT_SPARSE_R * DPT_SPARSE_R;
+    for (int q = 0; q < full / DPT_SPARSE_R; q++)
+        narrow_group(u + (size_t)q * nw, nw, x + k0 + DPT_SPARSE_R * q, 1, (size_t)lda, d,
+                     (size_t)ldd, n, g + (size_t)DPT_SPARSE_R * q * ldg, (size_t)ldg);
+    if (full < m)
+        dpt_sparse_xtd(x, lda, k0 + full, m - full, B, tail, d, ldd, n, g + (size_t)full * ldg,
+                       ldg);
 }

@@ -25,25 +25,38 @@ DPT_CLONES static size_t bytes_to_unit_c(float *restrict dst, const uint8_t *res
 /* AVX-512 in 16-pixel pieces with a masked last piece: K-block rows are 96 or 112
  * pixels wide, and the compiler's loop (64 wide) spent most of its time in its 32- and
  * 48-pixel tails. The same value as the C loop: an exact conversion, one rounding. */
-__attribute__((target("avx512f,avx512bw,avx512vl,popcnt"))) static size_t
-bytes_to_unit_avx512(float *restrict dst, const uint8_t *restrict src, size_t n)
+static inline __attribute__((target("avx512f,avx512bw,avx512vl,popcnt"), always_inline)) size_t
+convert_avx512(float *restrict dst, const uint8_t *restrict src, size_t n, const int count)
 {
     const __m512 s = _mm512_set1_ps(1.0f / 255.0f);
     size_t i = 0, nz = 0;
     for (; i + 16 <= n; i += 16) {
         __m128i b = _mm_loadu_si128((const __m128i *)(src + i));
-        nz += (size_t)__builtin_popcount(_mm_test_epi8_mask(b, b));
+        if (count)
+            nz += (size_t)__builtin_popcount(_mm_test_epi8_mask(b, b));
         __m512i v = _mm512_cvtepu8_epi32(b);
         _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(v), s));
     }
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
         __m128i b = _mm_maskz_loadu_epi8(m, src + i);
-        nz += (size_t)__builtin_popcount(_mm_test_epi8_mask(b, b));
+        if (count)
+            nz += (size_t)__builtin_popcount(_mm_test_epi8_mask(b, b));
         __m512i v = _mm512_cvtepu8_epi32(b);
         _mm512_mask_storeu_ps(dst + i, m, _mm512_mul_ps(_mm512_cvtepi32_ps(v), s));
     }
     return nz;
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,popcnt"))) static size_t
+bytes_to_unit_avx512(float *restrict dst, const uint8_t *restrict src, size_t n)
+{
+    return convert_avx512(dst, src, n, 1);
+}
+/* The conversion alone (the caller counts). */
+__attribute__((target("avx512f,avx512bw,avx512vl,popcnt"))) static void
+to_unit_avx512(float *restrict dst, const uint8_t *restrict src, size_t n)
+{
+    convert_avx512(dst, src, n, 0);
 }
 
 /* The AVX-512 routine if the CPU has it (checked once per call of the loaders below,
@@ -67,15 +80,98 @@ void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, 
         conv(x + (size_t)r * d, ds->images + (size_t)idx[r] * d, d);
 }
 
-size_t dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0,
-                           int k1, float *x)
+/* The set bits of v, without the POPCNT instruction this file is not built for. */
+static unsigned bits32(uint32_t v)
+{
+    v = v - (v >> 1 & 0x55555555u);
+    v = (v & 0x33333333u) + (v >> 2 & 0x33333333u);
+    return ((v + (v >> 4)) & 0x0F0F0F0Fu) * 0x01010101u >> 24;
+}
+
+static size_t load_cols_c(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1,
+                          float *x, dpt_union *un)
 {
     const size_t d = ds->dim, w = (size_t)(k1 - k0);
-    const convert_fn conv = PICK(bytes_to_unit_avx512, bytes_to_unit_c);
+    const int nw = (int)(w + 31) / 32, whole = B / DPT_UNION_R * DPT_UNION_R;
     size_t nz = 0;
-    for (int r = 0; r < B; r++)
-        nz += conv(x + (size_t)r * w, ds->images + (size_t)idx[r] * d + k0, w);
+    for (int r = 0; r < B; r++) {
+        const uint8_t *src = ds->images + (size_t)idx[r] * d + k0;
+        nz += bytes_to_unit_c(x + (size_t)r * w, src, w);
+        if (!un)
+            continue;
+        uint32_t bits[DPT_UNION_WORDS] = { 0 }, fold = 0;
+        for (size_t k = 0; k < w; k++)
+            if (src[k]) {
+                bits[k / 32] |= 1u << (k % 32);
+                fold |= 1u << (k / DPT_UNION_R);
+            }
+        un->cfold[r] = fold;
+        un->ucols += bits32(fold);
+        if (r >= whole)
+            continue;
+        uint32_t *u = un->u + (size_t)(r / DPT_UNION_R) * nw;
+        for (int c = 0; c < nw; c++) {
+            u[c] = r % DPT_UNION_R ? u[c] | bits[c] : bits[c];
+            if (r % DPT_UNION_R == DPT_UNION_R - 1)
+                un->urows += bits32(u[c]);
+        }
+    }
     return nz;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same, the pattern from two 64-pixel pieces a row: a byte test gives the row's
+ * bits, a 32-bit lane test its groups of 4 pixels, and the groups' unions of 4 rows
+ * are kept in registers. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt"))) static size_t
+load_cols_avx512(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1, float *x,
+                 dpt_union *un)
+{
+    const size_t d = ds->dim, w = (size_t)(k1 - k0);
+    size_t nz = 0;
+    if (!un) {
+        for (int r = 0; r < B; r++)
+            nz += bytes_to_unit_avx512(x + (size_t)r * w, ds->images + (size_t)idx[r] * d + k0, w);
+        return nz;
+    }
+    const int nw = (int)(w + 31) / 32, whole = B / DPT_UNION_R * DPT_UNION_R;
+    const __mmask64 klo = w >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << w) - 1;
+    const __mmask64 khi = w <= 64 ? 0 : w >= 128 ? ~(__mmask64)0 : ((__mmask64)1 << (w - 64)) - 1;
+    uint64_t alo = 0, ahi = 0; /* the rows' bits ORed, since the group's first row */
+    for (int r = 0; r < B; r++) {
+        const uint8_t *src = ds->images + (size_t)idx[r] * d + k0;
+        const __m512i lo = _mm512_maskz_loadu_epi8(klo, src);
+        const __m512i hi = _mm512_maskz_loadu_epi8(khi, src + 64);
+        const uint64_t blo = _mm512_test_epi8_mask(lo, lo), bhi = _mm512_test_epi8_mask(hi, hi);
+        nz += (size_t)(__builtin_popcountll(blo) + __builtin_popcountll(bhi));
+        const uint32_t fold = (uint32_t)_mm512_test_epi32_mask(lo, lo) |
+                              (uint32_t)_mm512_test_epi32_mask(hi, hi) << 16;
+        un->cfold[r] = fold;
+        un->ucols += (size_t)__builtin_popcount(fold);
+        to_unit_avx512(x + (size_t)r * w, src, w);
+        if (r >= whole)
+            continue;
+        alo = r % DPT_UNION_R ? alo | blo : blo;
+        ahi = r % DPT_UNION_R ? ahi | bhi : bhi;
+        if (r % DPT_UNION_R == DPT_UNION_R - 1) {
+            uint32_t *u = un->u + (size_t)(r / DPT_UNION_R) * nw;
+            const uint32_t words[4] = { (uint32_t)alo, (uint32_t)(alo >> 32), (uint32_t)ahi,
+                                        (uint32_t)(ahi >> 32) };
+            for (int c = 0; c < nw; c++)
+                u[c] = words[c];
+            un->urows += (size_t)(__builtin_popcountll(alo) + __builtin_popcountll(ahi));
+        }
+    }
+    return nz;
+}
+#endif
+
+size_t dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0,
+                           int k1, float *x, dpt_union *un)
+{
+    if (un)
+        un->urows = un->ucols = 0;
+    return PICK(load_cols_avx512, load_cols_c)(ds, idx, B, k0, k1, x, un);
 }
 
 DPT_CLONES static void sum_row_c(float *restrict z, const float *restrict part,

@@ -7,10 +7,24 @@
 /* x[r] = images[idx[r]] / 255 for rows [r0, r1) (x has ds->dim floats per row). */
 void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x);
 
+/* The nonzero pattern of a block of input, for the narrow sparse products
+ * (gemm/sparse.h, where DPT_UNION_R is DPT_SPARSE_R). */
+enum { DPT_UNION_R = 4, DPT_UNION_WORDS = 4 /* blocks up to 128 pixels wide */ };
+typedef struct dpt_union {
+    uint32_t *u;     /* in: room for B / 4 * ceil(w / 32) words; out: the rows in fours,
+                        u[g * ceil(w / 32) + c] bit t: any of rows 4g .. 4g + 3 has a
+                        nonzero pixel 32c + t (dpt_sparse_xw_narrow's u) */
+    uint32_t *cfold; /* in: room for B words; out: cfold[r] bit q: row r has a nonzero in
+                        pixels 4q .. 4q + 3 (dpt_sparse_groupcols' cfold) */
+    size_t urows;    /* out: the set bits of u */
+    size_t ucols;    /* out: the set bits of cfold */
+} dpt_union;
+
 /* Columns [k0, k1) of images[idx[r]] / 255 for rows [0, B), into a block of B rows of
- * k1 - k0 floats: x[r * (k1 - k0) + k - k0]. Returns how many are not zero. */
+ * k1 - k0 floats: x[r * (k1 - k0) + k - k0]. Returns how many are not zero; with un
+ * (k1 - k0 <= 128), also the block's nonzero pattern. */
 size_t dpt_load_input_cols(const dpt_dataset *ds, const uint32_t *idx, int B, int k0,
-                           int k1, float *x);
+                           int k1, float *x, dpt_union *un);
 
 /* z[r] = (((P_0[r] + P_1[r]) + ...) + P_{nb-1}[r]) + bias, then ReLU if relu, for rows
  * [r0, r1) of width n; P_b is part + b * pstride. */

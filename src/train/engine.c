@@ -49,6 +49,11 @@ enum { GBLOCK = 4096 };
  * input columns (at most one K-block's, or DPT_SPARSE_MAXW rows of another layer) then
  * need SPARSE_COLS words of nonzero bits. */
 enum { SPARSE_MAXB = 320, SPARSE_COLS = DPT_SPARSE_MAXW * DPT_SPARSE_WORDS(SPARSE_MAXB) };
+/* The narrow products' group bits (gemm/sparse.h): a K-block's rows in fours (forward)
+ * or its input columns in fours (gradient). */
+enum { UNION_WORDS = SPARSE_COLS / DPT_SPARSE_R > SPARSE_MAXB / DPT_SPARSE_R * DPT_UNION_WORDS
+                         ? SPARSE_COLS / DPT_SPARSE_R
+                         : SPARSE_MAXB / DPT_SPARSE_R * DPT_UNION_WORDS };
 
 typedef struct worker {
     double *mean, *invstd, *var;  /* [L][maxw] merged batchnorm forward statistics */
@@ -56,10 +61,13 @@ typedef struct worker {
     double *acc;                  /* [maxw] bias-gradient column sums */
     float *gblock;                /* [GBLOCK] a block of weight gradient */
     uint32_t cols[SPARSE_COLS];   /* nonzero bitsets of a gradient block's input columns */
+    uint32_t ubits[UNION_WORDS];  /* the narrow products' groups (see dpt_union) */
+    uint32_t cfold[DPT_KBLOCKS][SPARSE_MAXB]; /* own K-blocks' dpt_union cfold */
     uint32_t *dzcols;             /* [out_0][words(maxB)] nonzero bitsets of dZ_0's columns */
     float *gt;                    /* [out_0][widest K-block] a K-block's gradient,
                                      transposed (the dZ-sparse path) */
     size_t kbnz[DPT_KBLOCKS];     /* nonzero pixels of the own K-blocks of this step's input */
+    size_t kbucols[DPT_KBLOCKS];  /* and (row, group of 4 adjacent pixels) pairs with one */
     size_t dznz;                  /* nonzero elements of this step's dZ_0 (K-split steps) */
     double dz_seen[2];            /* nonzero and all elements of dZ_0 since the last check */
     double t_compute, t_sync, t_update; /* in tick()s */
@@ -81,12 +89,15 @@ struct dpt_engine {
     dpt_net *net;
     int T, maxB, maxw;
     int sparse;                    /* products may skip zeros (sparse_avx512.c) */
+    int narrow;                    /* and the first layer's go rows in fours (<= 32 outputs) */
     int force;                     /* dpt_sparse_mode(): a path forced for every block */
     double fnz_cost[DPT_MAX_LAYERS]; /* sparse_per_nz of each layer's X W */
     double gnz_cost[DPT_MAX_LAYERS]; /* and of its X^T dZ */
     const uint8_t *planned;        /* the images (and their count) the plan's block costs */
     size_t planned_n;              /* were measured on */
-    double kdensity[DPT_KBLOCKS];  /* their nonzero fraction per K-block */
+    double kdensity[DPT_KBLOCKS];  /* their nonzero fraction per K-block, */
+    double kurows[DPT_KBLOCKS];    /* of (group of 4 images, pixel) pairs with a nonzero, */
+    double kucols[DPT_KBLOCKS];    /* and of (image, group of 4 adjacent pixels) pairs */
     double dz_rho;                 /* the fraction of dZ_0 nonzero the plan assumed */
     const char *binding;
     float *x;                      /* [maxB][sizes[0]] input, pixels / 255: rows in
@@ -137,7 +148,7 @@ static size_t kpart_stride(const dpt_engine *e)
 }
 static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * kpart_stride(e); }
 
-/* The sparse products' cycles per nonzero pixel for `out` outputs (see sparse_block). */
+/* The sparse products' cycles per nonzero pixel for `out` outputs (see fwd_path). */
 static double sparse_per_nz(int out, int grad)
 {
     double per_nz = 0;
@@ -161,33 +172,52 @@ static int skip_pays(const dpt_engine *e, double nz, double per_nz, double pairs
     return e->force == DPT_SPARSE_INPUT || nz * per_nz < pairs * dense_units(out);
 }
 
-/* Whether K-block b of this step's B-row input is multiplied sparsely in the forward
- * product X W, the weight rows read from L1 in chunks (sparse_avx512.c): when its
- * nonzero pixels times the sparse cost per nonzero is below its pixels times the dense
- * cost per pixel. Costs in cycles for each 16 outputs (a zmm), measured on Zen 4: dense
- * 1 per pair (the FMA, the other factor's load shared by 8 rows); sparse, per nonzero
- * and group of up to 8 zmm, the group's loads and FMAs + 3.5 (X W) or + 2 (X^T dZ) for
- * the bit scan, broadcast and loop, and at least 5 (4-cycle FMA chains) for narrow
- * groups. That puts the break-even density near 0.7 (X W) and 0.8 (X^T dZ) for 128
- * outputs and 0.3 for 20 (bench/RESULTS.md). Depends on the data only, never on T (and
- * either way the products are equal). */
-static int sparse_block(const dpt_engine *e, const worker *wk, int b, int B)
+/* How K-block b of this step's B-row input is multiplied in the forward product X W:
+ * dense, skipping zero pixels row by row (FWD_X, the weight rows read from L1 in chunks,
+ * sparse_avx512.c), or, for at most 32 outputs, rows in fours over the union of their
+ * nonzero pixels (FWD_XN; urows: the union's set bits). The cheapest by their cycles
+ * per (row, input) pair, for each 16 outputs (a zmm), measured on Zen 4: dense 1 (the
+ * FMA, the other factor's load shared by 8 rows); FWD_X, per nonzero and group of up to
+ * 8 zmm, the group's loads and FMAs + 3.5 (X W) or + 2 (X^T dZ) for the bit scan,
+ * broadcast and loop, and at least 5 (4-cycle FMA chains) for narrow groups; FWD_XN the
+ * dense kernel's cost per row and index of the union (four chains in flight). That
+ * puts FWD_X's break-even density near 0.7 for 128 outputs and 0.3 for 20; FWD_XN's
+ * union of four rows is 0.6-0.9 of a Fashion-MNIST block's pixels and 0.05-0.6 of an
+ * MNIST one's (bench/RESULTS.md). Depends on the data only, never on T (and all ways
+ * give the same bits). */
+enum { FWD_DENSE, FWD_X, FWD_XN };
+static int fwd_path(const dpt_engine *e, const worker *wk, int b, int B, size_t urows)
 {
     const dpt_layer *l0 = &e->net->layer[0];
-    return e->sparse && skip_pays(e, (double)wk->kbnz[b], e->fnz_cost[0],
-                                  (double)B * dpt_kblock_width(l0->in, b), l0->out);
+    if (!e->sparse)
+        return FWD_DENSE;
+    if (e->force == DPT_SPARSE_INPUT)
+        return e->narrow ? FWD_XN : FWD_X;
+    const int w = dpt_kblock_width(l0->in, b);
+    const double du = dense_units(l0->out), dense = (double)B * w * du;
+    const double xs = (double)wk->kbnz[b] * e->fnz_cost[0];
+    const double xn =
+        e->narrow ? ((double)urows * DPT_SPARSE_R + (double)(B % DPT_SPARSE_R) * w) * du
+                  : INFINITY;
+    if (xn < xs && xn < dense)
+        return FWD_XN;
+    return xs < dense ? FWD_X : FWD_DENSE;
 }
 
 /* How K-block b's weight gradient X^T dZ is computed: dense, skipping zero pixels
  * (GRAD_X, vectors along the outputs), or skipping the zeros of dZ (GRAD_DZ: ReLU and
  * dropout leave ~30% of the default network's dZ nonzero, ~55% of the small one's on
- * Fashion-MNIST) as (dZ^T X)^T, vectors along the block's inputs, transposed back. The
- * cheapest by the costs above; GRAD_DZ per nonzero of dZ: the block's input vectors + 4,
- * plus 0.3 per element for the transpose (stand-alone, 32 x 112 block, 128 outputs, dZ
- * 29% nonzero: 4.3 + 1.3 us, against 7.3 us skipping the pixels of a block 65% nonzero
- * and 9.1 us dense). All three give the same bits (sparse_avx512.c), so the choice
- * (from this step's data, never from T) only changes the time. */
-enum { GRAD_DENSE, GRAD_X, GRAD_DZ };
+ * Fashion-MNIST) as (dZ^T X)^T, vectors along the block's inputs, transposed back; or,
+ * for at most 32 outputs, four adjacent inputs' rows over the union of the samples
+ * where any of them is nonzero (GRAD_XN). The cheapest by the costs above; GRAD_DZ per
+ * nonzero of dZ: the block's input vectors + 4, plus 0.3 per element for the transpose
+ * (stand-alone, 32 x 112 block, 128 outputs, dZ 29% nonzero: 4.3 + 1.3 us, against
+ * 7.3 us skipping the pixels of a block 65% nonzero and 9.1 us dense); GRAD_XN the dense
+ * kernel's per (input, sample) of the union (64 x 112 Fashion-MNIST blocks, 20 outputs,
+ * dZ 56% nonzero: 2.85 us against 2.42 with GRAD_DZ on average, but less on the outer
+ * blocks and on MNIST). All give the same bits (sparse_avx512.c), so the choice (from
+ * this step's data, never from T) only changes the time. */
+enum { GRAD_DENSE, GRAD_X, GRAD_XN, GRAD_DZ };
 /* GRAD_DZ's cycles for a K-block w inputs wide with nz nonzeros in dZ */
 static double dz_cost(int w, int out, double nz)
 {
@@ -198,14 +228,18 @@ static int grad_path(const dpt_engine *e, const worker *wk, int b, int B)
     if (!e->sparse)
         return GRAD_DENSE;
     if (e->force == DPT_SPARSE_INPUT || e->force == DPT_SPARSE_DZ)
-        return e->force == DPT_SPARSE_DZ ? GRAD_DZ : GRAD_X;
+        return e->force == DPT_SPARSE_DZ ? GRAD_DZ : e->narrow ? GRAD_XN : GRAD_X;
     const dpt_layer *l0 = &e->net->layer[0];
     const int w = dpt_kblock_width(l0->in, b);
-    const double dense = (double)B * w * dense_units(l0->out);
+    const double du = dense_units(l0->out), dense = (double)B * w * du;
     const double xs = (double)wk->kbnz[b] * e->gnz_cost[0];
     const double dzs = dz_cost(w, l0->out, (double)wk->dznz);
-    if (dzs < xs && dzs < dense)
+    /* GRAD_XN: four adjacent inputs' rows over the union of their nonzero samples */
+    const double xn = e->narrow ? (double)wk->kbucols[b] * DPT_SPARSE_R * du : INFINITY;
+    if (dzs < xs && dzs < dense && dzs < xn)
         return GRAD_DZ;
+    if (xn < xs && xn < dense)
+        return GRAD_XN;
     return xs < dense ? GRAD_X : GRAD_DENSE;
 }
 
@@ -296,7 +330,7 @@ static void contiguous_blocks(dpt_engine *e, const double *bcost, double most)
  * of the other units, chosen so that every thread's estimated cycles (row_cycles) are
  * about equal. Without densities the blocks go in contiguous runs of equal count; with
  * the data's nonzero fraction per block (density[b]), the first layer's products cost
- * what the sparse products would (sparse_block's model), and the blocks are dealt
+ * what the sparse products would (fwd_path's and grad_path's models), and the blocks are dealt
  * largest first to the least loaded thread: on Fashion-MNIST the middle blocks are
  * 60-70% nonzero and the outer ones 30%, so equal counts are not equal work. Then, if
  * contiguous runs can be as even, they replace the dealt sets (contiguous_blocks). */
@@ -314,6 +348,10 @@ static void plan_shares(dpt_engine *e, const double *density)
             fwd = fmin(dense, d * e->fnz_cost[0]);
             grad = fmin(fmin(dense, d * e->gnz_cost[0]),
                         dz_cost(w, out0, e->dz_rho * e->maxB * out0) / ((double)e->maxB * w));
+            if (e->narrow) {
+                fwd = fmin(fwd, e->kurows[b] * dense);
+                grad = fmin(grad, e->kucols[b] * dense);
+            }
         }
         /* row_cycles counts a dense gradient (out0 / 16 per pair): replaced by grad */
         const double per_row = row_cycles(e, out0) + e->maxB * (fwd + grad - out0 / 16.0);
@@ -431,6 +469,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         kbw = w > kbw ? w : kbw;
     }
     e->sparse = dpt_gemm_sparse() && kbw <= DPT_SPARSE_MAXW && B <= SPARSE_MAXB;
+    e->narrow = e->sparse && net->layer[0].out <= 32;
     e->dz_rho = 0.5; /* until measured (dpt_engine_train) */
     e->force = dpt_sparse_mode();
     for (int l = 0; l < L; l++) {
@@ -704,7 +743,15 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                 if (rpath == GRAD_DZ) {
                     dpt_sparse_transpose(wk->gt + i0, hi[q] - lo[q], ly->out, m, gblock,
                                          ly->out);
-                } else if (rpath == GRAD_X) {
+                } else if (rpath == GRAD_XN && i0 == 0 && m == hi[q] - lo[q]) {
+                    /* the groups of the whole K-block, from the input's conversion */
+                    const int full = m / DPT_SPARSE_R * DPT_SPARSE_R;
+                    if (full < m)
+                        dpt_sparse_colmasks(xa, lda, B, full, m - full, wk->cols);
+                    dpt_sparse_groupcols(wk->cfold[kbl[q]], B, m / DPT_SPARSE_R, wk->ubits);
+                    dpt_sparse_xtd_narrow(xa, lda, 0, m, B, wk->ubits, full < m ? wk->cols : NULL,
+                                          e->dz[l], ly->out, ly->out, gblock, ly->out);
+                } else if (rpath == GRAD_X || rpath == GRAD_XN) {
                     if (!have_cols)
                         dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
                     dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
@@ -831,12 +878,19 @@ static void step(stepctx *c)
             if (!owns(sh, b))
                 continue;
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
-            wk->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0));
+            dpt_union un = { .u = wk->ubits, .cfold = wk->cfold[b] };
+            wk->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0),
+                                              e->narrow ? &un : NULL);
+            wk->kbucols[b] = un.ucols;
             if (pf_blocks)
                 prefetch_next(c, 0, c->pfB, k0, k1);
-            if (sparse_block(e, wk, b, B))
-                dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0,
-                              net->params + l0->w + (size_t)k0 * l0->out, l0->out, l0->out,
+            const int path = fwd_path(e, wk, b, B, un.urows);
+            const float *Wb = net->params + l0->w + (size_t)k0 * l0->out;
+            if (path == FWD_XN)
+                dpt_sparse_xw_narrow(xblock(e, k0), k1 - k0, B, k1 - k0, wk->ubits, Wb,
+                                     l0->out, l0->out, kpart(e, b), l0->out);
+            else if (path == FWD_X)
+                dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0, Wb, l0->out, l0->out,
                               kpart(e, b), l0->out);
             else
                 dpt_sgemm(0, 0, B, l0->out, k1 - k0, 1.0f, xblock(e, k0), k1 - k0,
@@ -942,27 +996,50 @@ static void step(stepctx *c)
 }
 
 /* The fraction of nonzero pixels in each K-block of ds's images (up to 4096 images,
- * evenly spread). One pass, image by image (each read once, along its row): by blocks
- * it read every image once per block, ~6 ms for Fashion-MNIST in the first call's time. */
-static void block_densities(const dpt_engine *e, const dpt_dataset *ds, double *density)
+ * evenly spread), and for the narrow products (e->narrow) the fractions of (group of 4
+ * of those images, pixel) and (image, group of 4 adjacent pixels) pairs with a nonzero.
+ * One pass, image by image, with the images ahead prefetched (the hardware prefetcher
+ * stops at pages): by blocks it read every image once per block and took ~6 ms of the
+ * first training call's time on Fashion-MNIST, now under 1 ms. */
+static void block_densities(dpt_engine *e, const dpt_dataset *ds)
 {
     const size_t step = ds->n > 4096 ? ds->n / 4096 : 1;
     const int in = e->net->layer[0].in;
-    size_t nz[DPT_KBLOCKS] = { 0 }, images = 0;
+    size_t nz[DPT_KBLOCKS] = { 0 }, ur[DPT_KBLOCKS] = { 0 }, uc[DPT_KBLOCKS] = { 0 };
+    size_t images = 0;
+    uint32_t acc[DPT_KBLOCKS][DPT_SPARSE_WORDS(DPT_SPARSE_MAXW)] = { { 0 } };
     int row[DPT_KBLOCKS + 1];
     for (int b = 0; b <= e->nkb; b++)
         row[b] = dpt_kblock_row(in, b);
     for (size_t i = 0; i < ds->n; i += step, images++) {
         const uint8_t *img = ds->images + i * ds->dim;
-        if (i + 8 * step < ds->n) /* the image eight ahead, as the prefetcher stops at pages */
+        if (i + 8 * step < ds->n) /* the image eight ahead */
             for (size_t k = 0; k < ds->dim; k += 64)
                 __builtin_prefetch(img + 8 * step * ds->dim + k);
-        for (int b = 0; b < e->nkb; b++)
-            nz[b] += dpt_sparse_count_bytes(img + row[b], (size_t)(row[b + 1] - row[b]));
+        for (int b = 0; b < e->nkb; b++) {
+            enum { NW = DPT_SPARSE_WORDS(DPT_SPARSE_MAXW) };
+            uint32_t bits[NW], fold[NW];
+            const int w = row[b + 1] - row[b], n = DPT_SPARSE_WORDS(w);
+            nz[b] += dpt_sparse_bytebits(img + row[b], w, bits);
+            if (!e->narrow)
+                continue;
+            for (int c = 0; c < n; c++) {
+                fold[c] = (bits[c] | bits[c] >> 1 | bits[c] >> 2 | bits[c] >> 3) & 0x11111111u;
+                acc[b][c] |= bits[c];
+            }
+            uc[b] += dpt_sparse_bits(fold, (size_t)n);
+            if (images % DPT_SPARSE_R == DPT_SPARSE_R - 1) {
+                ur[b] += dpt_sparse_bits(acc[b], (size_t)n);
+                memset(acc[b], 0, sizeof acc[b]);
+            }
+        }
     }
     for (int b = 0; b < e->nkb; b++) {
-        const double all = (double)images * dpt_kblock_width(in, b);
-        density[b] = all > 0 ? (double)nz[b] / all : 1.0;
+        const int w = row[b + 1] - row[b];
+        const double all = (double)images * w, groups = (double)(images / DPT_SPARSE_R);
+        e->kdensity[b] = all > 0 ? (double)nz[b] / all : 1.0;
+        e->kurows[b] = groups > 0 ? (double)ur[b] / (groups * w) : 1.0;
+        e->kucols[b] = all > 0 ? (double)uc[b] * DPT_SPARSE_R / all : 1.0;
     }
 }
 
@@ -989,7 +1066,7 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
         if (rho_moved)
             e->dz_rho = seen[0] / seen[1];
         if (ds->images != e->planned || ds->n != e->planned_n) {
-            block_densities(e, ds, e->kdensity);
+            block_densities(e, ds);
             e->planned = ds->images;
             e->planned_n = ds->n;
             plan_shares(e, e->kdensity);
