@@ -187,9 +187,11 @@ Test(dataset, inputs_load_as_byte_over_255_for_every_column_range)
     free(img);
 }
 
-/* The block loader's nonzero pattern (dpt_union) against its definition: the rows in
- * fours (the last rows, not a whole four, in no group), each row's groups of 4 adjacent
- * pixels, and both counts, for block widths across 32-pixel words and groups of 4. */
+/* The block loader's nonzero pattern (dpt_union) against its definition: each row's
+ * bits, the rows in order of their nonzero count in steps of 8 (ties in batch order),
+ * those rows in fours (the last rows, not a whole four, in no group), each row's groups
+ * of 4 adjacent pixels, and both counts, for block widths across 32-pixel words and
+ * groups of 4. */
 Test(dataset, block_loader_reports_the_nonzero_pattern)
 {
     enum { D = 300, N = 5, B = 11 };
@@ -203,28 +205,46 @@ Test(dataset, block_loader_reports_the_nonzero_pattern)
     const uint32_t idx[B] = { 2, 0, 4, 1, 3, 3, 0, 2, 1, 4, 0 };
     float *x = malloc(sizeof(float) * B * 128);
     uint32_t u[B / DPT_UNION_R * DPT_UNION_WORDS], cfold[B];
+    uint64_t bits[2 * B];
+    uint16_t rows[B];
     for (int k0 = 0; k0 < 40; k0 += 13)
         for (int k1 = k0 + 1; k1 <= k0 + 128; k1 += (k1 < k0 + 40 ? 1 : 11)) {
             const int w = k1 - k0, nw = (w + 31) / 32;
-            dpt_union un = { .u = u, .cfold = cfold };
+            dpt_union un = { .rows = rows, .u = u, .bits = bits, .cfold = cfold };
             size_t nz = dpt_load_input_cols(&ds, idx, B, k0, k1, x, &un);
             size_t want_nz = 0, urows = 0, ucols = 0;
+            int count[B];
             for (int r = 0; r < B; r++) {
                 uint32_t fold = 0;
+                uint64_t rb[2] = { 0, 0 };
+                count[r] = 0;
                 for (int k = 0; k < w; k++)
                     if (img[idx[r] * D + k0 + k]) {
                         want_nz++;
+                        count[r]++;
                         fold |= 1u << (k / 4);
+                        rb[k / 64] |= (uint64_t)1 << (k % 64);
                     }
                 cr_assert_eq(cfold[r], fold, "[%d, %d) row %d: groups", k0, k1, r);
+                cr_assert(bits[2 * r] == rb[0] && bits[2 * r + 1] == rb[1],
+                          "[%d, %d) row %d: bits", k0, k1, r);
                 ucols += (size_t)__builtin_popcount(fold);
+            }
+            for (int i = 0, seen = 0; i < B; i++) { /* a permutation, by count, stable */
+                cr_assert_lt(rows[i], B);
+                cr_assert_eq(seen >> rows[i] & 1, 0, "[%d, %d): row %d twice", k0, k1, rows[i]);
+                seen |= 1 << rows[i];
+                const int a = i > 0 ? count[rows[i - 1]] / 8 : 0, c = count[rows[i]] / 8;
+                if (i > 0)
+                    cr_assert(a < c || (a == c && rows[i - 1] < rows[i]),
+                              "[%d, %d): rows %d, %d out of order", k0, k1, rows[i - 1], rows[i]);
             }
             for (int g = 0; g < B / DPT_UNION_R; g++)
                 for (int c = 0; c < nw; c++) {
                     uint32_t word = 0;
                     for (int t = 0; t < 32 && 32 * c + t < w; t++)
                         for (int r = 0; r < DPT_UNION_R; r++)
-                            if (img[idx[DPT_UNION_R * g + r] * D + k0 + 32 * c + t])
+                            if (img[idx[rows[DPT_UNION_R * g + r]] * D + k0 + 32 * c + t])
                                 word |= 1u << t;
                     cr_assert_eq(u[g * nw + c], word, "[%d, %d) group %d word %d", k0, k1, g, c);
                     urows += (size_t)__builtin_popcount(word);

@@ -305,8 +305,9 @@ static float *signed_sparse(int rows, int ld, double density, uint64_t seed)
 /* The narrow products (n <= 32, rows in fours over the union of their nonzeros) against
  * the dense kernels, bitwise: every output width's vector shape (xmm, ymm, zmm pieces,
  * with and without a full zmm before), batches and blocks that do not divide by 4 (the
- * rows or columns left over go one at a time), signed inputs with -0s, unions built
- * exactly and unions with every bit set (a superset only costs time); guards untouched.
+ * rows or columns left over go one at a time), rows grouped in a shuffled order, signed
+ * inputs with -0s, unions built exactly and unions with every bit set (a superset only
+ * costs time); guards untouched.
  * And dpt_sparse_groupcols against its definition. */
 Test(gemm, narrow_sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
 {
@@ -320,6 +321,7 @@ Test(gemm, narrow_sparse_products_equal_the_dense_kernels_bitwise, .timeout = 12
     uint32_t *u = malloc(sizeof(uint32_t) * 128 * DPT_SPARSE_WORDS(101));
     uint32_t *tail = malloc(sizeof(uint32_t) * 4 * DPT_SPARSE_WORDS(101));
     uint32_t cfold[101];
+    uint16_t rows[101];
     for (int bi = 0; bi < NB; bi++)
         for (int wi = 0; wi < NWS; wi++)
             for (int ni = 0; ni < NN; ni++)
@@ -334,18 +336,27 @@ Test(gemm, narrow_sparse_products_equal_the_dense_kernels_bitwise, .timeout = 12
                     float *zd = dpt_alloc((size_t)B * ldz + 1, sizeof(float));
                     for (size_t i = 0; i < (size_t)B * ldz + 1; i++)
                         zs[i] = zd[i] = -3.0f;
-                    /* forward: the rows' union, exact or all ones */
+                    /* forward: the rows in a shuffled order, their union exact or all ones */
+                    for (int r = 0; r < B; r++)
+                        rows[r] = (uint16_t)r;
+                    for (int r = B - 1; r > 0; r--) {
+                        const int j =
+                            (int)((seed * 2654435761u + (uint64_t)r * 40503u) % (uint64_t)(r + 1));
+                        const uint16_t t = rows[r];
+                        rows[r] = rows[j], rows[j] = t;
+                    }
                     const int nwk = DPT_SPARSE_WORDS(w);
                     for (int g = 0; g < B / 4; g++)
                         for (int c = 0; c < nwk; c++) {
                             uint32_t word = 0;
                             for (int t = 0; t < 32 && 32 * c + t < w; t++)
                                 for (int r = 0; r < 4; r++)
-                                    if (full || x[(size_t)(4 * g + r) * lda + 32 * c + t] != 0.0f)
+                                    if (full ||
+                                        x[(size_t)rows[4 * g + r] * lda + 32 * c + t] != 0.0f)
                                         word |= 1u << t;
                             u[g * nwk + c] = word;
                         }
-                    dpt_sparse_xw_narrow(x, lda, B, w, u, W, n, n, zs, ldz);
+                    dpt_sparse_xw_narrow(x, lda, B, w, rows, u, W, n, n, zs, ldz);
                     dpt_sgemm(0, 0, B, n, w, 1.0f, x, lda, W, n, 0.0f, zd, ldz);
                     cr_assert_arr_eq(zs, zd, ((size_t)B * ldz + 1) * sizeof(float),
                                      "xw narrow B=%d w=%d n=%d density %.2f union %s", B, w, n,

@@ -47,11 +47,13 @@ void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ld
  * of their nonzeros (the same bits as dpt_sparse_xw / dpt_sparse_xtd; ~1.5 cycles per
  * row and union index for 20 outputs against ~5 per nonzero one row at a time). */
 enum { DPT_SPARSE_R = 4 };
-/* dpt_sparse_xw for n <= 32, w <= DPT_SPARSE_MAXW; u[g * DPT_SPARSE_WORDS(w) + c] bit t
- * set if any of rows 4g .. 4g + 3 of x has x[row][32c + t] != 0 (set bits where all are
- * zero only cost time), for the B / 4 whole groups. */
-void dpt_sparse_xw_narrow(const float *x, int lda, int B, int w, const uint32_t *u,
-                          const float *W, int ldw, int n, float *z, int ldz);
+/* dpt_sparse_xw for n <= 32, w <= DPT_SPARSE_MAXW, the rows of x taken in the order
+ * rows[0 .. B) (a permutation of 0 .. B - 1: rows with alike zeros go together; the
+ * results do not depend on it) in groups of 4: u[g * DPT_SPARSE_WORDS(w) + c] bit t set
+ * if any of rows rows[4g .. 4g + 3] has x[row][32c + t] != 0 (set bits where all are
+ * zero only cost time), for the B / 4 whole groups; the last B % 4 rows one at a time. */
+void dpt_sparse_xw_narrow(const float *x, int lda, int B, int w, const uint16_t *rows,
+                          const uint32_t *u, const float *W, int ldw, int n, float *z, int ldz);
 /* u[q * DPT_SPARSE_WORDS(B) + c] bit t = bit q of cfold[32c + t], for q < groups <= 32:
  * the batch rows in which each group of input columns has a nonzero, from each row's
  * groups (cfold[b] bit q: row b has a nonzero in columns [4q, 4q + 4)). */

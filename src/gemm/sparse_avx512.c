@@ -248,23 +248,24 @@ void dpt_sparse_transpose(const float *a, int lda, int rows, int cols, float *b,
  * most 4 or 8 outputs is an xmm or ymm (the 20-output layer: zmm + xmm, 1.5 FMA cycles
  * per row and index, as the dense kernel). */
 
-/* One group of rows: out[r][j] = sum over set bits i of bits (nw words) of
- * x[r * rs + i * xs] * f[i * lf + j], for r < 4, j < 16 * FULL + the last piece's
- * lanes (mask `last`). VT and friends are that piece's vector type. */
+/* One group of rows: o[r][j] = sum over set bits i of bits (nw words) of
+ * x[r][i * xs] * f[i * lf + j], for r < 4, j < 16 * FULL + the last piece's lanes
+ * (mask `last`). VT and friends are that piece's vector type. */
 #define NARROW_GROUP(NAME, VT, MT, CAST, LOADZ, FMA, STOREM)                              \
     static inline __attribute__((always_inline)) void NAME(                              \
-        const int FULL, const uint32_t *bits, int nw, const float *x, size_t rs,          \
-        size_t xs, const float *f, size_t lf, MT last, float *out, size_t os)             \
+        const int FULL, const uint32_t *bits, int nw, const float *const *x, size_t xs,   \
+        const float *f, size_t lf, MT last, float *const *o)                              \
     {                                                                                     \
+        const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                       \
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                       \
         VT t0 = CAST(a0), t1 = t0, t2 = t0, t3 = t0;                                      \
         for (int c = 0; c < nw; c++)                                                      \
             for (uint32_t m = bits[c]; m; m &= m - 1) {                                   \
                 const size_t i = 32 * (size_t)c + (size_t)__builtin_ctz(m);               \
-                const float *fi = f + i * lf, *xi = x + i * xs;                           \
-                const __m512 s0 = _mm512_set1_ps(xi[0]), s1 = _mm512_set1_ps(xi[rs]),     \
-                             s2 = _mm512_set1_ps(xi[2 * rs]),                             \
-                             s3 = _mm512_set1_ps(xi[3 * rs]);                             \
+                const float *fi = f + i * lf;                                             \
+                const __m512 s0 = _mm512_set1_ps(x0[i * xs]), s1 = _mm512_set1_ps(x1[i * xs]), \
+                             s2 = _mm512_set1_ps(x2[i * xs]),                             \
+                             s3 = _mm512_set1_ps(x3[i * xs]);                             \
                 const VT wl = LOADZ(last, fi + 16 * FULL);                                \
                 if (FULL) {                                                               \
                     const __m512 wf = _mm512_loadu_ps(fi);                                \
@@ -279,15 +280,15 @@ void dpt_sparse_transpose(const float *a, int lda, int rows, int cols, float *b,
                 t3 = FMA(CAST(s3), wl, t3);                                               \
             }                                                                             \
         if (FULL) {                                                                       \
-            _mm512_storeu_ps(out, a0);                                                    \
-            _mm512_storeu_ps(out + os, a1);                                               \
-            _mm512_storeu_ps(out + 2 * os, a2);                                           \
-            _mm512_storeu_ps(out + 3 * os, a3);                                           \
+            _mm512_storeu_ps(o[0], a0);                                                   \
+            _mm512_storeu_ps(o[1], a1);                                                   \
+            _mm512_storeu_ps(o[2], a2);                                                   \
+            _mm512_storeu_ps(o[3], a3);                                                   \
         }                                                                                 \
-        STOREM(out + 16 * FULL, last, t0);                                                \
-        STOREM(out + os + 16 * FULL, last, t1);                                           \
-        STOREM(out + 2 * os + 16 * FULL, last, t2);                                       \
-        STOREM(out + 3 * os + 16 * FULL, last, t3);                                       \
+        STOREM(o[0] + 16 * FULL, last, t0);                                               \
+        STOREM(o[1] + 16 * FULL, last, t1);                                               \
+        STOREM(o[2] + 16 * FULL, last, t2);                                               \
+        STOREM(o[3] + 16 * FULL, last, t3);                                               \
     }
 #define ID(v) (v)
 NARROW_GROUP(group_x, __m128, __mmask8, _mm512_castps512_ps128, _mm_maskz_loadu_ps,
@@ -300,27 +301,27 @@ NARROW_GROUP(group_z, __m512, __mmask16, ID, _mm512_maskz_loadu_ps, _mm512_fmadd
 #undef NARROW_GROUP
 
 /* A group of 4 rows, n <= 32 outputs: the right expansion for n. */
-static void narrow_group(const uint32_t *bits, int nw, const float *x, size_t rs, size_t xs,
-                         const float *f, size_t lf, int n, float *out, size_t os)
+static void narrow_group(const uint32_t *bits, int nw, const float *const *x, size_t xs,
+                         const float *f, size_t lf, int n, float *const *o)
 {
     const int full = n > 16, tail = n - 16 * full;
     if (tail <= 4) {
         const __mmask8 k = (__mmask8)((1u << tail) - 1);
         if (full)
-            group_x(1, bits, nw, x, rs, xs, f, lf, k, out, os);
+            group_x(1, bits, nw, x, xs, f, lf, k, o);
         else
-            group_x(0, bits, nw, x, rs, xs, f, lf, k, out, os);
+            group_x(0, bits, nw, x, xs, f, lf, k, o);
     } else if (tail <= 8) {
         const __mmask8 k = (__mmask8)((1u << tail) - 1);
         if (full)
-            group_y(1, bits, nw, x, rs, xs, f, lf, k, out, os);
+            group_y(1, bits, nw, x, xs, f, lf, k, o);
         else
-            group_y(0, bits, nw, x, rs, xs, f, lf, k, out, os);
+            group_y(0, bits, nw, x, xs, f, lf, k, o);
     } else {
         if (full)
-            group_z(1, bits, nw, x, rs, xs, f, lf, lanes(tail), out, os);
+            group_z(1, bits, nw, x, xs, f, lf, lanes(tail), o);
         else
-            group_z(0, bits, nw, x, rs, xs, f, lf, lanes(tail), out, os);
+            group_z(0, bits, nw, x, xs, f, lf, lanes(tail), o);
     }
 }
 
@@ -339,16 +340,23 @@ void dpt_sparse_groupcols(const uint32_t *cfold, int B, int groups, uint32_t *u)
     }
 }
 
-void dpt_sparse_xw_narrow(const float *x, int lda, int B, int w, const uint32_t *u,
-                          const float *W, int ldw, int n, float *z, int ldz)
+void dpt_sparse_xw_narrow(const float *x, int lda, int B, int w, const uint16_t *rows,
+                          const uint32_t *u, const float *W, int ldw, int n, float *z, int ldz)
 {
     const int nw = DPT_SPARSE_WORDS(w), full = B / DPT_SPARSE_R * DPT_SPARSE_R;
-    for (int g = 0; g < full / DPT_SPARSE_R; g++)
-        narrow_group(u + (size_t)g * nw, nw, x + (size_t)DPT_SPARSE_R * g * lda, (size_t)lda,
-                     1, W, (size_t)ldw, n, z + (size_t)DPT_SPARSE_R * g * ldz, (size_t)ldz);
-    if (full < B) /* the last rows, one at a time */
-        dpt_sparse_xw(x + (size_t)full * lda, lda, B - full, w, W, ldw, n,
-                      z + (size_t)full * ldz, ldz);
+    for (int g = 0; g < full / DPT_SPARSE_R; g++) {
+        const float *xr[DPT_SPARSE_R];
+        float *o[DPT_SPARSE_R];
+        for (int r = 0; r < DPT_SPARSE_R; r++) {
+            const int b = rows[DPT_SPARSE_R * g + r];
+            xr[r] = x + (size_t)b * lda;
+            o[r] = z + (size_t)b * ldz;
+        }
+        narrow_group(u + (size_t)g * nw, nw, xr, 1, W, (size_t)ldw, n, o);
+    }
+    for (int i = full; i < B; i++) /* the last rows, one at a time */
+        dpt_sparse_xw(x + (size_t)rows[i] * lda, lda, 1, w, W, ldw, n, z + (size_t)rows[i] * ldz,
+                      ldz);
 }
 
 void dpt_sparse_xtd_narrow(const float *x, int lda, int k0, int m, int B, const uint32_t *u,
@@ -356,9 +364,15 @@ void dpt_sparse_xtd_narrow(const float *x, int lda, int k0, int m, int B, const 
                            int ldg)
 {
     const int nw = DPT_SPARSE_WORDS(B), full = m / DPT_SPARSE_R * DPT_SPARSE_R;
-    for (int q = 0; q < full / DPT_SPARSE_R; q++)
-        narrow_group(u + (size_t)q * nw, nw, x + k0 + DPT_SPARSE_R * q, 1, (size_t)lda, d,
-                     (size_t)ldd, n, g + (size_t)DPT_SPARSE_R * q * ldg, (size_t)ldg);
+    for (int q = 0; q < full / DPT_SPARSE_R; q++) {
+        const float *xr[DPT_SPARSE_R];
+        float *o[DPT_SPARSE_R];
+        for (int r = 0; r < DPT_SPARSE_R; r++) {
+            xr[r] = x + k0 + DPT_SPARSE_R * q + r;
+            o[r] = g + (size_t)(DPT_SPARSE_R * q + r) * ldg;
+        }
+        narrow_group(u + (size_t)q * nw, nw, xr, (size_t)lda, d, (size_t)ldd, n, o);
+    }
     if (full < m)
         dpt_sparse_xtd(x, lda, k0 + full, m - full, B, tail, d, ldd, n, g + (size_t)full * ldg,
                        ldg);

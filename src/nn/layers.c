@@ -88,41 +88,71 @@ static unsigned bits32(uint32_t v)
     return ((v + (v >> 4)) & 0x0F0F0F0Fu) * 0x01010101u >> 24;
 }
 
+/* The rows of a block by their count of nonzero pixels in steps of 8 (a counting sort:
+ * stable, so the order depends on the data only), then in fours: u and urows (see
+ * dpt_union), from each row's pixel bits (two 64-bit words a row in un->bits). Rows
+ * with about as many nonzero pixels tend to have them in the same places: on
+ * Fashion-MNIST a four's union is ~0.65 of a block's pixels against ~0.79 in batch
+ * order. */
+enum { KEYS = 128 / 8 + 1 };
+static inline __attribute__((always_inline)) int row_key(const uint64_t *bits, int r)
+{
+    return (__builtin_popcountll(bits[2 * r]) + __builtin_popcountll(bits[2 * r + 1])) >> 3;
+}
+static inline __attribute__((always_inline)) void group_rows(dpt_union *un, int B, int nw)
+{
+    int at[KEYS + 1] = { 0 };
+    const uint64_t *bits = un->bits;
+    for (int r = 0; r < B; r++)
+        at[row_key(bits, r) + 1]++;
+    for (int c = 1; c < KEYS; c++)
+        at[c] += at[c - 1];
+    for (int r = 0; r < B; r++)
+        un->rows[at[row_key(bits, r)]++] = (uint16_t)r;
+    for (int g = 0; g < B / DPT_UNION_R; g++) {
+        uint64_t lo = 0, hi = 0;
+        for (int i = 0; i < DPT_UNION_R; i++) {
+            const int r = un->rows[DPT_UNION_R * g + i];
+            lo |= bits[2 * r], hi |= bits[2 * r + 1];
+        }
+        const uint32_t words[4] = { (uint32_t)lo, (uint32_t)(lo >> 32), (uint32_t)hi,
+                                    (uint32_t)(hi >> 32) };
+        uint32_t *u = un->u + (size_t)g * nw;
+        for (int c = 0; c < nw; c++)
+            u[c] = words[c];
+        un->urows += (size_t)(__builtin_popcountll(lo) + __builtin_popcountll(hi));
+    }
+}
+
 static size_t load_cols_c(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1,
                           float *x, dpt_union *un)
 {
     const size_t d = ds->dim, w = (size_t)(k1 - k0);
-    const int nw = (int)(w + 31) / 32, whole = B / DPT_UNION_R * DPT_UNION_R;
     size_t nz = 0;
     for (int r = 0; r < B; r++) {
         const uint8_t *src = ds->images + (size_t)idx[r] * d + k0;
         nz += bytes_to_unit_c(x + (size_t)r * w, src, w);
         if (!un)
             continue;
-        uint32_t bits[DPT_UNION_WORDS] = { 0 }, fold = 0;
+        uint64_t bits[2] = { 0, 0 };
+        uint32_t fold = 0;
         for (size_t k = 0; k < w; k++)
             if (src[k]) {
-                bits[k / 32] |= 1u << (k % 32);
+                bits[k / 64] |= (uint64_t)1 << (k % 64);
                 fold |= 1u << (k / DPT_UNION_R);
             }
+        un->bits[2 * r] = bits[0], un->bits[2 * r + 1] = bits[1];
         un->cfold[r] = fold;
         un->ucols += bits32(fold);
-        if (r >= whole)
-            continue;
-        uint32_t *u = un->u + (size_t)(r / DPT_UNION_R) * nw;
-        for (int c = 0; c < nw; c++) {
-            u[c] = r % DPT_UNION_R ? u[c] | bits[c] : bits[c];
-            if (r % DPT_UNION_R == DPT_UNION_R - 1)
-                un->urows += bits32(u[c]);
-        }
     }
+    if (un)
+        group_rows(un, B, (int)(w + 31) / 32);
     return nz;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 /* The same, the pattern from two 64-pixel pieces a row: a byte test gives the row's
- * bits, a 32-bit lane test its groups of 4 pixels, and the groups' unions of 4 rows
- * are kept in registers. */
+ * bits, a 32-bit lane test its groups of 4 pixels. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt"))) static size_t
 load_cols_avx512(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1, float *x,
                  dpt_union *un)
@@ -134,10 +164,8 @@ load_cols_avx512(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int 
             nz += bytes_to_unit_avx512(x + (size_t)r * w, ds->images + (size_t)idx[r] * d + k0, w);
         return nz;
     }
-    const int nw = (int)(w + 31) / 32, whole = B / DPT_UNION_R * DPT_UNION_R;
     const __mmask64 klo = w >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << w) - 1;
     const __mmask64 khi = w <= 64 ? 0 : w >= 128 ? ~(__mmask64)0 : ((__mmask64)1 << (w - 64)) - 1;
-    uint64_t alo = 0, ahi = 0; /* the rows' bits ORed, since the group's first row */
     for (int r = 0; r < B; r++) {
         const uint8_t *src = ds->images + (size_t)idx[r] * d + k0;
         const __m512i lo = _mm512_maskz_loadu_epi8(klo, src);
@@ -146,22 +174,12 @@ load_cols_avx512(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int 
         nz += (size_t)(__builtin_popcountll(blo) + __builtin_popcountll(bhi));
         const uint32_t fold = (uint32_t)_mm512_test_epi32_mask(lo, lo) |
                               (uint32_t)_mm512_test_epi32_mask(hi, hi) << 16;
+        un->bits[2 * r] = blo, un->bits[2 * r + 1] = bhi;
         un->cfold[r] = fold;
         un->ucols += (size_t)__builtin_popcount(fold);
         to_unit_avx512(x + (size_t)r * w, src, w);
-        if (r >= whole)
-            continue;
-        alo = r % DPT_UNION_R ? alo | blo : blo;
-        ahi = r % DPT_UNION_R ? ahi | bhi : bhi;
-        if (r % DPT_UNION_R == DPT_UNION_R - 1) {
-            uint32_t *u = un->u + (size_t)(r / DPT_UNION_R) * nw;
-            const uint32_t words[4] = { (uint32_t)alo, (uint32_t)(alo >> 32), (uint32_t)ahi,
-                                        (uint32_t)(ahi >> 32) };
-            for (int c = 0; c < nw; c++)
-                u[c] = words[c];
-            un->urows += (size_t)(__builtin_popcountll(alo) + __builtin_popcountll(ahi));
-        }
     }
+    group_rows(un, B, (int)(w + 31) / 32);
     return nz;
 }
 #endif

@@ -11,9 +11,14 @@ void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, 
  * (gemm/sparse.h, where DPT_UNION_R is DPT_SPARSE_R). */
 enum { DPT_UNION_R = 4, DPT_UNION_WORDS = 4 /* blocks up to 128 pixels wide */ };
 typedef struct dpt_union {
-    uint32_t *u;     /* in: room for B / 4 * ceil(w / 32) words; out: the rows in fours,
-                        u[g * ceil(w / 32) + c] bit t: any of rows 4g .. 4g + 3 has a
-                        nonzero pixel 32c + t (dpt_sparse_xw_narrow's u) */
+    uint16_t *rows;  /* in: room for B; out: the rows ordered by their count of nonzero
+                        pixels in steps of 8, ties in batch order (rows with alike zeros
+                        go together in the groups below) */
+    uint32_t *u;     /* in: room for B / 4 * ceil(w / 32) words; out: those rows in fours,
+                        u[g * ceil(w / 32) + c] bit t: any of rows rows[4g .. 4g + 3] has
+                        a nonzero pixel 32c + t (dpt_sparse_xw_narrow's rows and u) */
+    uint64_t *bits;  /* in: room for 2 B words; out: row r's nonzero pixels, bit k of
+                        bits[2r + k / 64] for pixel k */
     uint32_t *cfold; /* in: room for B words; out: cfold[r] bit q: row r has a nonzero in
                         pixels 4q .. 4q + 3 (dpt_sparse_groupcols' cfold) */
     size_t urows;    /* out: the set bits of u */

@@ -63,6 +63,8 @@ typedef struct worker {
     uint32_t cols[SPARSE_COLS];   /* nonzero bitsets of a gradient block's input columns */
     uint32_t ubits[UNION_WORDS];  /* the narrow products' groups (see dpt_union) */
     uint32_t cfold[DPT_KBLOCKS][SPARSE_MAXB]; /* own K-blocks' dpt_union cfold */
+    uint64_t rowbits[2 * SPARSE_MAXB]; /* and the block's dpt_union bits */
+    uint16_t rows[SPARSE_MAXB];   /* and rows */
     uint32_t *dzcols;             /* [out_0][words(maxB)] nonzero bitsets of dZ_0's columns */
     float *gt;                    /* [out_0][widest K-block] a K-block's gradient,
                                      transposed (the dZ-sparse path) */
@@ -878,7 +880,8 @@ static void step(stepctx *c)
             if (!owns(sh, b))
                 continue;
             int k0 = dpt_kblock_row(l0->in, b), k1 = dpt_kblock_row(l0->in, b + 1);
-            dpt_union un = { .u = wk->ubits, .cfold = wk->cfold[b] };
+            dpt_union un = { .rows = wk->rows, .u = wk->ubits, .bits = wk->rowbits,
+                             .cfold = wk->cfold[b] };
             wk->kbnz[b] = dpt_load_input_cols(c->ds, c->idx, B, k0, k1, xblock(e, k0),
                                               e->narrow ? &un : NULL);
             wk->kbucols[b] = un.ucols;
@@ -887,7 +890,7 @@ static void step(stepctx *c)
             const int path = fwd_path(e, wk, b, B, un.urows);
             const float *Wb = net->params + l0->w + (size_t)k0 * l0->out;
             if (path == FWD_XN)
-                dpt_sparse_xw_narrow(xblock(e, k0), k1 - k0, B, k1 - k0, wk->ubits, Wb,
+                dpt_sparse_xw_narrow(xblock(e, k0), k1 - k0, B, k1 - k0, wk->rows, wk->ubits, Wb,
                                      l0->out, l0->out, kpart(e, b), l0->out);
             else if (path == FWD_X)
                 dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0, Wb, l0->out, l0->out,
