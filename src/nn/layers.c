@@ -153,7 +153,7 @@ static size_t load_cols_c(const dpt_dataset *ds, const uint32_t *idx, int B, int
 #if defined(__x86_64__) && defined(__GNUC__)
 /* The same, the pattern from two 64-pixel pieces a row: a byte test gives the row's
  * bits, a 32-bit lane test its groups of 4 pixels. */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt"))) static size_t
+__attribute__((target("avx512f,avx512bw,avx512vl,popcnt"))) static size_t
 load_cols_avx512(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int k1, float *x,
                  dpt_union *un)
 {
@@ -161,11 +161,14 @@ load_cols_avx512(const dpt_dataset *ds, const uint32_t *idx, int B, int k0, int 
     size_t nz = 0;
     if (!un) {
         for (int r = 0; r < B; r++)
-            nz += bytes_to_unit_avx512(x + (size_t)r * w, ds->images + (size_t)idx[r] * d + k0, w);
+            nz += bytes_to_unit_avx512(x + (size_t)r * w,
+                                       ds->images + (size_t)idx[r] * d + k0, w);
         return nz;
     }
     const __mmask64 klo = w >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << w) - 1;
-    const __mmask64 khi = w <= 64 ? 0 : w >= 128 ? ~(__mmask64)0 : ((__mmask64)1 << (w - 64)) - 1;
+    const __mmask64 khi = w <= 64    ? 0
+                          : w >= 128 ? ~(__mmask64)0
+                                     : ((__mmask64)1 << (w - 64)) - 1;
     for (int r = 0; r < B; r++) {
         const uint8_t *src = ds->images + (size_t)idx[r] * d + k0;
         const __m512i lo = _mm512_maskz_loadu_epi8(klo, src);

@@ -184,9 +184,9 @@ static int skip_pays(const dpt_engine *e, double nz, double per_nz, double pairs
  * broadcast and loop, and at least 5 (4-cycle FMA chains) for narrow groups; FWD_XN the
  * dense kernel's cost per row and index of the union (four chains in flight). That
  * puts FWD_X's break-even density near 0.7 for 128 outputs and 0.3 for 20; FWD_XN's
- * union of four rows is 0.6-0.9 of a Fashion-MNIST block's pixels and 0.05-0.6 of an
- * MNIST one's (bench/RESULTS.md). Depends on the data only, never on T (and all ways
- * give the same bits). */
+ * union of four rows (sorted by their nonzero count) is 0.4-0.8 of a Fashion-MNIST
+ * block's pixels and 0.01-0.6 of an MNIST one's (bench/RESULTS.md). Depends on the data
+ * only, never on T (and all ways give the same bits). */
 enum { FWD_DENSE, FWD_X, FWD_XN };
 static int fwd_path(const dpt_engine *e, const worker *wk, int b, int B, size_t urows)
 {
@@ -332,8 +332,8 @@ static void contiguous_blocks(dpt_engine *e, const double *bcost, double most)
  * of the other units, chosen so that every thread's estimated cycles (row_cycles) are
  * about equal. Without densities the blocks go in contiguous runs of equal count; with
  * the data's nonzero fraction per block (density[b]), the first layer's products cost
- * what the sparse products would (fwd_path's and grad_path's models), and the blocks are dealt
- * largest first to the least loaded thread: on Fashion-MNIST the middle blocks are
+ * what the sparse products would (fwd_path's and grad_path's models), and the blocks are
+ * dealt largest first to the least loaded thread: on Fashion-MNIST the middle blocks are
  * 60-70% nonzero and the outer ones 30%, so equal counts are not equal work. Then, if
  * contiguous runs can be as even, they replace the dealt sets (contiguous_blocks). */
 static void plan_shares(dpt_engine *e, const double *density)
@@ -751,8 +751,9 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                     if (full < m)
                         dpt_sparse_colmasks(xa, lda, B, full, m - full, wk->cols);
                     dpt_sparse_groupcols(wk->cfold[kbl[q]], B, m / DPT_SPARSE_R, wk->ubits);
-                    dpt_sparse_xtd_narrow(xa, lda, 0, m, B, wk->ubits, full < m ? wk->cols : NULL,
-                                          e->dz[l], ly->out, ly->out, gblock, ly->out);
+                    dpt_sparse_xtd_narrow(xa, lda, 0, m, B, wk->ubits,
+                                          full < m ? wk->cols : NULL, e->dz[l], ly->out,
+                                          ly->out, gblock, ly->out);
                 } else if (rpath == GRAD_X || rpath == GRAD_XN) {
                     if (!have_cols)
                         dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
@@ -890,8 +891,8 @@ static void step(stepctx *c)
             const int path = fwd_path(e, wk, b, B, un.urows);
             const float *Wb = net->params + l0->w + (size_t)k0 * l0->out;
             if (path == FWD_XN)
-                dpt_sparse_xw_narrow(xblock(e, k0), k1 - k0, B, k1 - k0, wk->rows, wk->ubits, Wb,
-                                     l0->out, l0->out, kpart(e, b), l0->out);
+                dpt_sparse_xw_narrow(xblock(e, k0), k1 - k0, B, k1 - k0, wk->rows, wk->ubits,
+                                     Wb, l0->out, l0->out, kpart(e, b), l0->out);
             else if (path == FWD_X)
                 dpt_sparse_xw(xblock(e, k0), k1 - k0, B, k1 - k0, Wb, l0->out, l0->out,
                               kpart(e, b), l0->out);
@@ -1001,7 +1002,9 @@ static void step(stepctx *c)
 /* The fraction of nonzero pixels in each K-block of ds's images (up to 1024 images,
  * evenly spread: a block's fraction within ~0.5% of all images'), and for the narrow
  * products (e->narrow) the fractions of (group of 4 of those images, pixel) and (image,
- * group of 4 adjacent pixels) pairs with a nonzero. One pass, image by image, with the
+ * group of 4 adjacent pixels) pairs with a nonzero (the first an upper estimate: a step
+ * groups its rows by their nonzero count, which shrinks the unions by ~1/6 on
+ * Fashion-MNIST, about alike for every block). One pass, image by image, with the
  * images ahead prefetched (the hardware prefetcher stops at pages). It runs in the first
  * training call's time: by blocks over 4096 images it took ~6 ms there on
  * Fashion-MNIST (a sixth of a small-network epoch on two threads), now ~0.2 ms. */
