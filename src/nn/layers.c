@@ -80,14 +80,6 @@ void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, 
         conv(x + (size_t)r * d, ds->images + (size_t)idx[r] * d, d);
 }
 
-/* The set bits of v, without the POPCNT instruction this file is not built for. */
-static unsigned bits32(uint32_t v)
-{
-    v = v - (v >> 1 & 0x55555555u);
-    v = (v & 0x33333333u) + (v >> 2 & 0x33333333u);
-    return ((v + (v >> 4)) & 0x0F0F0F0Fu) * 0x01010101u >> 24;
-}
-
 /* The rows of a block by their count of nonzero pixels in steps of 8 (a counting sort:
  * stable, so the order depends on the data only), then in fours: u and urows (see
  * dpt_union), from each row's pixel bits (two 64-bit words a row in un->bits). Rows
@@ -143,7 +135,7 @@ static size_t load_cols_c(const dpt_dataset *ds, const uint32_t *idx, int B, int
             }
         un->bits[2 * r] = bits[0], un->bits[2 * r + 1] = bits[1];
         un->cfold[r] = fold;
-        un->ucols += bits32(fold);
+        un->ucols += (size_t)__builtin_popcount(fold);
     }
     if (un)
         group_rows(un, B, (int)(w + 31) / 32);
