@@ -61,6 +61,7 @@ expect_exit 2 "--arch: '784--10'" "malformed arch" -- "$DPTRAIN" train $Q --arch
 expect_exit 2 "--optimizer: unknown optimizer 'sgdx'" "unknown optimizer" -- "$DPTRAIN" train $Q --optimizer sgdx
 expect_exit 2 "DPTRAIN_ISA: unknown kernel 'mmx'" "bad DPTRAIN_ISA" -- env DPTRAIN_ISA=mmx "$DPTRAIN" info
 expect_exit 2 "DPTRAIN_SPARSE: unknown value 'yes'" "bad DPTRAIN_SPARSE" -- env DPTRAIN_SPARSE=yes "$DPTRAIN" info
+expect_exit 2 "DPTRAIN_BALANCE: unknown value 'fast'" "bad DPTRAIN_BALANCE" -- env DPTRAIN_BALANCE=fast "$DPTRAIN" info
 expect_exit 2 "not a data directory" "missing data directory" -- "$DPTRAIN" train --data "$T/none" --quiet
 expect_exit 2 "--model: missing" "eval without a model" -- "$DPTRAIN" eval --data "$DATA"
 
@@ -205,6 +206,11 @@ for a in "--arch 784-128-64-10" "--arch 784-20-7-5-10 --optimizer sgd --batch 64
     [ -n "$fs" ] && [ "$fs" = "$fd" ] && ok "sparse and dense first layers train the same weights ($a)" ||
         bad "DPTRAIN_SPARSE=0 changes the weights ($a): '$fd' vs '$fs'"
 done
+# the threads' parts planned anew every 8 steps (here at random) leave the weights alone
+f1=$(DPTRAIN_BALANCE=off "$DPTRAIN" train $Q --epochs 1 --batch 50 --threads 1 | grep '^fingerprint:')
+fr=$(DPTRAIN_BALANCE=shuffle "$DPTRAIN" train $Q --epochs 1 --batch 50 --threads 3 | grep '^fingerprint:')
+[ -n "$f1" ] && [ "$f1" = "$fr" ] && ok "plans changing every 8 steps train the one-thread weights" ||
+    bad "DPTRAIN_BALANCE=shuffle changes the weights: '$fr' vs '$f1'"
 
 # --- sweep and bench -------------------------------------------------------------
 expect_exit 0 "" "sweep over two batch sizes" -- "$DPTRAIN" sweep $Q --arch 784-16-10 --epochs 1 --vary batch=32,64 --table "$T/sweep.md"

@@ -302,6 +302,43 @@ Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
     }
 }
 
+/* Every 8 steps the engine plans the threads' parts anew from their measured speeds
+ * (rebalance): DPTRAIN_BALANCE=shuffle gives them random parts instead, so K-blocks,
+ * units and rows change hands every 8 steps, and the weights must stay those of one
+ * thread (and of a fixed plan). */
+Test(engine, moving_work_between_threads_keeps_the_weights,
+     .timeout = 240)
+{
+    static const char *archs[] = { "256-40-30-5", "256-20-7-5" };
+    int Bs[] = { 6, 33, 100 };
+    int Ts[] = { 2, 3, 4, 8 };
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 3; b++) {
+            dpt_config c = tiny_config(archs[a]);
+            c.batchnorm = a == 0;
+            c.dropout = 0.2f;
+            c.weight_decay = 1e-4f;
+            c.epochs = 2;
+            c.val_split = 0.2;
+            c.batch = Bs[b];
+            setenv("DPTRAIN_BALANCE", "off", 1);
+            cr_assert_eq(dpt_balance_mode(), DPT_BALANCE_OFF);
+            const uint64_t one = run(c, 1, 0), fixed = run(c, 3, 0);
+            setenv("DPTRAIN_BALANCE", "shuffle", 1);
+            cr_assert_eq(dpt_balance_mode(), DPT_BALANCE_SHUFFLE);
+            for (int t = 0; t < 4; t++)
+                cr_assert_eq(run(c, Ts[t], 0), one, "%s B=%d T=%d: moving work between "
+                             "threads changes the weights", archs[a], Bs[b], Ts[t]);
+            unsetenv("DPTRAIN_BALANCE");
+            cr_assert_eq(fixed, one, "%s B=%d T=3, fixed plan", archs[a], Bs[b]);
+        }
+    setenv("DPTRAIN_BALANCE", "sometimes", 1);
+    cr_assert_eq(dpt_balance_mode(), -1);
+    setenv("DPTRAIN_BALANCE", "", 1);
+    cr_assert_eq(dpt_balance_mode(), DPT_BALANCE_ON);
+    unsetenv("DPTRAIN_BALANCE");
+}
+
 /* The first layer's zero-skipping products (chosen per block: the synthetic images'
  * outer rows are mostly zero, the middle ones not; the gradient skipping zero pixels or
  * the zeros of dZ; with 20 outputs, rows in fours over their union) train the same

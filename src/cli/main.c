@@ -45,6 +45,9 @@ int main(int argc, char **argv)
     if (dpt_sparse_mode() < 0)
         return cli_failf(2, "DPTRAIN_SPARSE: unknown value '%s' (expected auto, 0, input "
                          "or dz)", getenv("DPTRAIN_SPARSE"));
+    if (dpt_balance_mode() < 0)
+        return cli_failf(2, "DPTRAIN_BALANCE: unknown value '%s' (expected on, off or "
+                         "shuffle)", getenv("DPTRAIN_BALANCE"));
     static const struct {
         const char *name;
         int (*fn)(int, char **);

@@ -1,8 +1,8 @@
 /* The data-parallel step (see "The data-parallel step" in DESIGN.md and the README).
  *
  * One OpenMP parallel region runs many steps. In each step, thread t of T:
- *   1. takes the slices [s0, s1) of the batch (a plan that depends on B only) and
- *      converts its rows of input;
+ *   1. takes a run of the batch's slices [s0, s1) (the slices depend on B only; the
+ *      run is the thread's part, see rebalance) and converts its rows of input;
  *   2. runs forward and backward on its rows, reading the shared parameters in place
  *      and writing only its own rows of the per-batch buffers. Batchnorm layers write
  *      per-slice partial sums, wait at a barrier, and every thread merges all slices in
@@ -10,7 +10,8 @@
  *   3. after one barrier, computes the gradient of its share of parameter rows over the
  *      whole batch (dW[rows] = X^T[rows] dZ: the weight gradient is split by rows, so
  *      no reduction is needed) and applies the optimiser to those rows at once;
- *   4. meets the others at the end-of-step barrier.
+ *   4. meets the others at the end-of-step barrier (and every BALANCE_STEPS steps the
+ *      work is planned anew from the threads' measured speeds).
  * The gemm gives each row the same bits whatever M or the row's position, the sums over
  * the batch run in sample order inside one gemm call, and dropout masks are keyed by
  * (seed, step, row, unit): the weights after training do not depend on T. */
@@ -40,6 +41,9 @@ static inline double tick(void)
     return dpt_now();
 #endif
 }
+
+/* Steps between plans from the threads' measured speeds (rebalance). */
+enum { BALANCE_STEPS = 8 };
 
 /* Weight-gradient block: ~16 KiB, so a block is computed and applied within L1. Wider
  * layers use one row per block (the scratch holds at least one row). */
@@ -73,6 +77,8 @@ typedef struct worker {
     size_t dznz;                  /* nonzero elements of this step's dZ_0 (K-split steps) */
     double dz_seen[2];            /* nonzero and all elements of dZ_0 since the last check */
     double t_compute, t_sync, t_update; /* in tick()s */
+    double t_plan;                /* ticks of the planned work: own K-blocks' forward
+                                     (K-split steps) and the update share (rebalance) */
     int bad_grad[2];              /* a non-finite gradient seen in a step of parity i */
 } worker;
 
@@ -83,6 +89,11 @@ typedef struct worker {
 typedef struct share {
     size_t u0, u1;
     unsigned kb; /* bit b: the thread owns K-block b */
+    double frac; /* the part of the planned work it is given (rebalance; 1/T at first) */
+    double cum;  /* the parts of the threads before it (own_slices) */
+    double est;  /* the plan's cycles per step for it */
+    double mark; /* its worker's t_plan at the last rebalance */
+    double speed; /* rebalance's scratch: its planned cycles per tick */
 } share;
 
 static int owns(const share *sh, int b) { return (int)(sh->kb >> b & 1u); }
@@ -101,6 +112,8 @@ struct dpt_engine {
     double kurows[DPT_KBLOCKS];    /* of (group of 4 images, pixel) pairs with a nonzero, */
     double kucols[DPT_KBLOCKS];    /* and of (image, group of 4 adjacent pixels) pairs */
     double dz_rho;                 /* the fraction of dZ_0 nonzero the plan assumed */
+    int balance;                   /* dpt_balance_mode(): plans follow the threads' speed */
+    uint64_t shuffle;              /* DPT_BALANCE_SHUFFLE's random state */
     const char *binding;
     float *x;                      /* [maxB][sizes[0]] input, pixels / 255: rows in
                                       order, or (K-split batches) block-major, see xblock */
@@ -117,6 +130,7 @@ struct dpt_engine {
     unsigned char *hit;            /* [maxB] per-row correct */
     size_t unit0[DPT_MAX_LAYERS + 1]; /* first global unit of each layer */
     share *shares;                 /* [T] */
+    unsigned *kb_was;              /* [T] rebalance's scratch */
     worker *w;                     /* [T] */
     double wall;                   /* seconds in dpt_engine_train, and its ticks */
     double wall_ticks;
@@ -263,6 +277,16 @@ static const float *act(const dpt_engine *e, int l)
 }
 
 int dpt_engine_threads(const dpt_engine *e) { return e->T; }
+
+int dpt_balance_mode(void)
+{
+    const char *env = getenv("DPTRAIN_BALANCE");
+    if (!env || !*env || !strcmp(env, "on") || !strcmp(env, "1"))
+        return DPT_BALANCE_ON;
+    return !strcmp(env, "off") || !strcmp(env, "0") ? DPT_BALANCE_OFF
+           : !strcmp(env, "shuffle")                 ? DPT_BALANCE_SHUFFLE
+                                                     : -1;
+}
 const char *dpt_engine_binding(const dpt_engine *e) { return e->binding; }
 
 static double blocks_cost(const dpt_engine *e, const share *sh, const double *bcost)
@@ -272,6 +296,13 @@ static double blocks_cost(const dpt_engine *e, const share *sh, const double *bc
         if (owns(sh, b))
             c += bcost[b];
     return c;
+}
+
+/* The same against the thread's part of the work: the time it would take, in units of
+ * the whole work's (every thread the same when the plan is even) */
+static double blocks_load(const dpt_engine *e, const share *sh, const double *bcost)
+{
+    return blocks_cost(e, sh, bcost) / sh->frac;
 }
 
 /* Estimated cycles per step (at the engine's largest batch) of one parameter row of
@@ -285,9 +316,10 @@ static double row_cycles(const dpt_engine *e, int out)
 }
 
 /* Gives each thread a contiguous run of K-blocks instead of the dealt ones, the runs
- * chosen to make the costliest run as cheap as possible, if no run then costs more than
- * `most` (the larger of a thread's fair share and the costliest thread of the dealt
- * plan, so the other layers' units even the threads out at least as well as before).
+ * chosen to make the slowest run (its cost over its thread's part, blocks_load) as fast
+ * as possible, if no run then takes longer than `most` (the larger of a thread's fair
+ * share and the slowest thread of the dealt plan, so the other layers' units even the
+ * threads out at least as well as before).
  * If that is not possible it changes nothing. Contiguous runs matter
  * for the input: a thread converts its blocks' columns of every image, and with
  * interleaved blocks it touches ~10 of an image's 13 cache lines for half of its pixels
@@ -304,12 +336,12 @@ static void contiguous_blocks(dpt_engine *e, const double *bcost, double most)
     double best[DPT_KBLOCKS + 1][DPT_KBLOCKS + 1] = { { 0 } };
     int cut[DPT_KBLOCKS + 1][DPT_KBLOCKS + 1] = { { 0 } };
     for (int j = 0; j <= nb; j++)
-        best[1][j] = pre[j];
+        best[1][j] = pre[j] / e->shares[0].frac;
     for (int t = 2; t <= R; t++)
         for (int j = 0; j <= nb; j++) {
             best[t][j] = best[t - 1][j], cut[t][j] = j; /* the last run empty */
             for (int i = 0; i < j; i++) {
-                double m = fmax(best[t - 1][i], pre[j] - pre[i]);
+                double m = fmax(best[t - 1][i], (pre[j] - pre[i]) / e->shares[t - 1].frac);
                 if (m < best[t][j])
                     best[t][j] = m, cut[t][j] = i;
             }
@@ -330,15 +362,24 @@ static void contiguous_blocks(dpt_engine *e, const double *bcost, double most)
  * K-blocks (their W rows: gradient and update, and with K-blocks also their share of
  * the forward product, which runs between the same two barriers), and a contiguous run
  * of the other units, chosen so that every thread's estimated cycles (row_cycles) are
- * about equal. Without densities the blocks go in contiguous runs of equal count; with
+ * about its part (share.frac: 1/T, or as rebalance measured the threads' speeds) of
+ * the whole. Returns the largest of a thread's estimate over its part of the whole (1
+ * when every thread gets exactly its part). keep: the K-blocks stay with their owners
+ * and only the other units move. Without densities the blocks go in
+ * contiguous runs (the costliest as cheap as possible); with
  * the data's nonzero fraction per block (density[b]), the first layer's products cost
  * what the sparse products would (fwd_path's and grad_path's models), and the blocks are
  * dealt largest first to the least loaded thread: on Fashion-MNIST the middle blocks are
  * 60-70% nonzero and the outer ones 30%, so equal counts are not equal work. Then, if
  * contiguous runs can be as even, they replace the dealt sets (contiguous_blocks). */
-static void plan_shares(dpt_engine *e, const double *density)
+static double plan_shares(dpt_engine *e, const double *density, int keep)
 {
     dpt_net *net = e->net;
+    double sum = 0;
+    for (int t = 0; t < e->T; t++) {
+        e->shares[t].cum = sum;
+        sum += e->shares[t].frac;
+    }
     const int T = e->T, in0 = net->layer[0].in, out0 = net->layer[0].out;
     const int ks = dpt_ksplit(e, e->maxB);
     double bcost[DPT_KBLOCKS], total = 0;
@@ -369,13 +410,12 @@ static void plan_shares(dpt_engine *e, const double *density)
     }
     total += row_cycles(e, out0); /* the first layer's bias unit */
     e->unit0[net->L] = u;
-    for (int t = 0; t < T; t++)
+    for (int t = 0; t < T && !keep; t++)
         e->shares[t].kb = 0;
-    if (!density) {
-        for (int t = 0; t < T; t++)
-            for (int b = (int)((long)e->nkb * t / T); b < (int)((long)e->nkb * (t + 1) / T);
-                 b++)
-                e->shares[t].kb |= 1u << b;
+    if (keep) {
+        /* the K-blocks stay where they are */
+    } else if (!density) {
+        contiguous_blocks(e, bcost, INFINITY);
     } else {
         unsigned done = 0;
         for (int k = 0; k < e->nkb; k++) { /* the costliest block not yet dealt ... */
@@ -383,19 +423,22 @@ static void plan_shares(dpt_engine *e, const double *density)
             for (int b = 0; b < e->nkb; b++)
                 if (!(done >> b & 1u) && (bb < 0 || bcost[b] > bcost[bb]))
                     bb = b;
-            int tt = 0; /* ... to the least loaded thread (the first of equals) */
-            double least = blocks_cost(e, &e->shares[0], bcost);
+            int tt = 0; /* ... to the thread that would be least loaded with it, against
+                           its part of the work (the first of equals) */
+            double least = (blocks_cost(e, &e->shares[0], bcost) + bcost[bb]) /
+                           e->shares[0].frac;
             for (int t = 1; t < T; t++) {
-                double c = blocks_cost(e, &e->shares[t], bcost);
+                double c = (blocks_cost(e, &e->shares[t], bcost) + bcost[bb]) /
+                           e->shares[t].frac;
                 if (c < least)
                     tt = t, least = c;
             }
             done |= 1u << bb;
             e->shares[tt].kb |= 1u << bb;
         }
-        double most = total / T;
+        double most = total;
         for (int t = 0; t < T; t++)
-            most = fmax(most, blocks_cost(e, &e->shares[t], bcost));
+            most = fmax(most, blocks_load(e, &e->shares[t], bcost));
         contiguous_blocks(e, bcost, most);
     }
     int t = 0;
@@ -406,16 +449,24 @@ static void plan_shares(dpt_engine *e, const double *density)
             if (l == 0 && r < in0)
                 continue; /* first-layer rows go with the K-blocks */
             size_t gu = e->unit0[l] + (size_t)r;
-            while (t < T - 1 && have >= total / T) {
+            while (t < T - 1 && have >= total * e->shares[t].frac) {
                 e->shares[t].u1 = gu;
+                e->shares[t].est = have;
                 e->shares[++t].u0 = gu;
                 have = blocks_cost(e, &e->shares[t], bcost);
             }
             have += row_cycles(e, net->layer[l].out);
         }
     e->shares[t].u1 = u;
-    while (++t < T)
+    e->shares[t].est = have;
+    while (++t < T) {
         e->shares[t].u0 = e->shares[t].u1 = u;
+        e->shares[t].est = blocks_cost(e, &e->shares[t], bcost);
+    }
+    double load = 0;
+    for (t = 0; t < T; t++)
+        load = fmax(load, e->shares[t].est / e->shares[t].frac);
+    return load / total;
 }
 
 void dpt_engine_free(dpt_engine *e)
@@ -424,6 +475,7 @@ void dpt_engine_free(dpt_engine *e)
         return;
     dpt_free(e->block);
     free(e->shares);
+    free(e->kb_was);
     free(e->w);
     free(e);
 }
@@ -450,8 +502,9 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     e->T = 1;
 #endif
     e->shares = calloc((size_t)e->T, sizeof *e->shares);
+    e->kb_was = calloc((size_t)e->T, sizeof *e->kb_was);
     e->w = calloc((size_t)e->T, sizeof *e->w);
-    if (!e->shares || !e->w)
+    if (!e->shares || !e->kb_was || !e->w)
         goto oom;
     const int L = net->L, B = max_batch, ns = dpt_nslices(max_batch);
     int maxw = 0;
@@ -531,7 +584,11 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     }
     e->hit = (unsigned char *)(e->block) + nf * sizeof(float) + RND(nd) * sizeof(double);
 #undef RND
-    plan_shares(e, NULL);
+    for (int t = 0; t < e->T; t++)
+        e->shares[t].frac = 1.0 / e->T;
+    e->balance = dpt_balance_mode() < 0 ? DPT_BALANCE_ON : dpt_balance_mode();
+    e->shuffle = 0x9e3779b97f4a7c15ull;
+    plan_shares(e, NULL, 0);
 
     /* Pin the team (one thread per core) and let each thread touch its own rows first,
      * so their pages land near it. GOMP keeps the same threads for later regions. */
@@ -839,6 +896,96 @@ static void prefetch_next(const stepctx *c, int a, int b, int k0, int k1)
     }
 }
 
+/* The slices [s0, s1) of a B-row batch thread t takes between the barriers (rows
+ * through every layer after the first): runs in thread order, each about the thread's
+ * part of the work (share.frac). Rows cost alike, and every row gets the same bits on
+ * any thread (see the file's comment). */
+static void own_slices(const dpt_engine *e, int B, int t, int *s0, int *s1)
+{
+    const int ns = dpt_nslices(B);
+    *s0 = t ? (int)(ns * e->shares[t].cum + 0.5) : 0;
+    *s1 = t + 1 < e->T ? (int)(ns * e->shares[t + 1].cum + 0.5) : ns;
+}
+
+/* Plans the work anew from the threads' speeds over the last BALANCE_STEPS steps: a
+ * thread's planned cycles (share.est) over the ticks it took for them (worker.t_plan).
+ * The machine's cores change speed independently of each other, by up to 2x for
+ * milliseconds at a time (a shared host), and a plan even in cycles then leaves the
+ * faster core waiting at every barrier; a new plan gives each thread the part of the
+ * work its speed asks for. Which thread computes what never changes a bit of the result
+ * (see the file's comment), so the weights do not depend on the timings. The parts
+ * move 70% of the way to the measured speeds' (all the way, the cost model's errors
+ * make a plan and the next swap the small layers' units back and forth), and only when
+ * one moves by 1% or more. DPT_BALANCE_SHUFFLE plans with random parts instead (tests:
+ * the weights must not change). Thread 0, between two barriers. */
+static void rebalance(dpt_engine *e)
+{
+    const int T = e->T;
+    double sum = 0;
+    int known = 0;
+    for (int t = 0; t < T; t++) {
+        share *sh = &e->shares[t];
+        const double d = e->w[t].t_plan - sh->mark;
+        sh->mark = e->w[t].t_plan;
+        sh->speed = d > 0 && sh->est > 0 ? sh->est / d : 0;
+        if (sh->speed > 0)
+            sum += sh->speed, known++;
+    }
+    if (e->balance == DPT_BALANCE_SHUFFLE) {
+        for (int t = 0; t < T; t++) {
+            e->shuffle = e->shuffle * 6364136223846793005ull + 1442695040888963407ull;
+            e->shares[t].speed = 0.25 + (double)(e->shuffle >> 11) * 0x1p-53;
+        }
+    } else {
+        if (!known)
+            return;
+        /* a thread without planned work (more threads than work), and any outlier (a
+         * thread descheduled for a while), counts within 4x of the mean */
+        const double mean = sum / known;
+        for (int t = 0; t < T; t++) {
+            double v = e->shares[t].speed;
+            e->shares[t].speed = v <= 0 ? mean : fmin(fmax(v, mean / 4), mean * 4);
+        }
+    }
+    sum = 0;
+    for (int t = 0; t < T; t++)
+        sum += e->shares[t].speed;
+    const double damp = e->balance == DPT_BALANCE_SHUFFLE ? 1.0 : 0.7;
+    double moved = 0;
+    for (int t = 0; t < T; t++) {
+        share *sh = &e->shares[t];
+        sh->speed = sh->frac + damp * (sh->speed / sum - sh->frac);
+        moved = fmax(moved, fabs(sh->speed - sh->frac));
+    }
+    if (moved < 0.01 && e->balance != DPT_BALANCE_SHUFFLE)
+        return;
+    for (int t = 0; t < T; t++)
+        e->shares[t].frac = e->shares[t].speed;
+    /* A new set of K-blocks only if it is even by 4% more than the present one with
+     * the other units and rows moved: a moved block's weights and optimiser state (the
+     * default network's: 150 kB) then travel to the other core, and on the default
+     * network that costs about 4% of the steps until the next plan. */
+    const double *dens = e->planned ? e->kdensity : NULL;
+    int same = 1;
+    for (int t = 0; t < T; t++)
+        e->kb_was[t] = e->shares[t].kb;
+    const double fresh = plan_shares(e, dens, 0);
+    for (int t = 0; t < T; t++)
+        same &= e->shares[t].kb == e->kb_was[t];
+    if (!same && e->balance != DPT_BALANCE_SHUFFLE) {
+        for (int t = 0; t < T; t++) {
+            const unsigned kb = e->shares[t].kb;
+            e->shares[t].kb = e->kb_was[t];
+            e->kb_was[t] = kb;
+        }
+        if (plan_shares(e, dens, 1) > fresh * 1.04) {
+            for (int t = 0; t < T; t++)
+                e->shares[t].kb = e->kb_was[t];
+            plan_shares(e, dens, 1);
+        }
+    }
+}
+
 /* One step, run by every thread of the team. */
 static void step(stepctx *c)
 {
@@ -848,8 +995,10 @@ static void step(stepctx *c)
     const int t = dpt_tid(), B = c->B, L = net->L;
     worker *wk = &e->w[t];
     int s0, s1;
-    dpt_thread_slices(B, t, e->T, &s0, &s1);
-    const int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B, n = r1 - r0;
+    own_slices(e, B, t, &s0, &s1);
+    /* (an empty run at the end of a batch not a whole number of slices: r0 = r1 = B) */
+    const int r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B,
+              r0 = s0 * DPT_SLICE < r1 ? s0 * DPT_SLICE : r1, n = r1 - r0;
     const float p = cfg->dropout; /* also in MODE_GRAD: the mask is fixed by the step */
     double tc = -tick();
     const dpt_layer *l0 = &net->layer[0];
@@ -868,7 +1017,7 @@ static void step(stepctx *c)
                                   dpt_kblock_row(l0->in, b + 1));
         } else { /* own rows */
             int q0, q1;
-            dpt_thread_slices(c->pfB, t, e->T, &q0, &q1);
+            own_slices(e, c->pfB, t, &q0, &q1);
             prefetch_next(c, q0 * DPT_SLICE,
                           q1 * DPT_SLICE < c->pfB ? q1 * DPT_SLICE : c->pfB, 0, l0->in);
         }
@@ -902,6 +1051,7 @@ static void step(stepctx *c)
                           kpart(e, b), l0->out);
         }
         tc += tick();
+        wk->t_plan += tc; /* the own K-blocks' conversion and product */
         SYNC(wk);
         tc -= tick();
     } else {
@@ -990,13 +1140,24 @@ static void step(stepctx *c)
         c->cost = cost;
         c->correct = correct;
     }
+    const double tu = tick();
     update_share(c, t, wk, ksplit);
+    wk->t_plan += tick() - tu;
     /* The next step may start without waiting when both steps are K-split: before its
      * first barrier a thread reads only its own K-blocks' weights (which it updated
      * itself) and writes only its own blocks of input and partials (which only it
-     * reads in this update). A row-layout step's update reads every row of x. */
-    if (!c->next || !ksplit || !dpt_ksplit(e, c->nextB))
+     * reads in this update). A row-layout step's update reads every row of x. Every
+     * BALANCE_STEPS steps the threads wait for each other, thread 0 plans anew from
+     * their speeds (nobody reads the plan meanwhile), and they wait for the plan. */
+    if (c->mode == MODE_TRAIN && e->balance && e->T > 1 &&
+        (c->step + 1) % BALANCE_STEPS == 0) {
         SYNC(wk);
+        if (t == 0)
+            rebalance(e);
+        SYNC(wk);
+    } else if (!c->next || !ksplit || !dpt_ksplit(e, c->nextB)) {
+        SYNC(wk);
+    }
 }
 
 /* The fraction of nonzero pixels in each K-block of ds's images (up to 1024 images,
@@ -1077,9 +1238,9 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
             block_densities(e, ds);
             e->planned = ds->images;
             e->planned_n = ds->n;
-            plan_shares(e, e->kdensity);
+            plan_shares(e, e->kdensity, 0);
         } else if (rho_moved) {
-            plan_shares(e, e->kdensity);
+            plan_shares(e, e->kdensity, 0);
         }
     }
     const uint64_t step0 = e->net->step;
