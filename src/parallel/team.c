@@ -4,6 +4,8 @@
 
 #include <hwloc.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,4 +76,35 @@ int dpt_team_bind(int t)
     int rc = hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_THREAD);
     hwloc_bitmap_free(set);
     return rc == 0 ? 0 : -1;
+}
+
+void dpt_barrier_init(dpt_barrier *b, int threads)
+{
+    atomic_init(&b->arrived, 0u);
+    atomic_init(&b->phase, 0u);
+    b->n = threads;
+    long procs = sysconf(_SC_NPROCESSORS_ONLN);
+    b->spin = procs > 0 && threads > procs ? 64u : 1u << 15;
+}
+
+void dpt_barrier_wait(dpt_barrier *b)
+{
+    if (b->n <= 1)
+        return;
+    /* the phase cannot move before this thread has arrived */
+    const unsigned ph = atomic_load_explicit(&b->phase, memory_order_relaxed);
+    if (atomic_fetch_add_explicit(&b->arrived, 1u, memory_order_acq_rel) == (unsigned)b->n - 1) {
+        atomic_store_explicit(&b->arrived, 0u, memory_order_relaxed);
+        atomic_store_explicit(&b->phase, ph + 1u, memory_order_release);
+        return;
+    }
+    for (unsigned i = 0; atomic_load_explicit(&b->phase, memory_order_acquire) == ph; i++) {
+        if (i < b->spin) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
+        }
+    }
 }

@@ -129,6 +129,7 @@ struct dpt_engine {
     double *loss;                  /* [maxB] per-row cross-entropy */
     unsigned char *hit;            /* [maxB] per-row correct */
     size_t unit0[DPT_MAX_LAYERS + 1]; /* first global unit of each layer */
+    dpt_barrier bar;               /* the step's barrier (team.h) */
     share *shares;                 /* [T] */
     unsigned *kb_was;              /* [T] rebalance's scratch */
     worker *w;                     /* [T] */
@@ -477,7 +478,7 @@ void dpt_engine_free(dpt_engine *e)
     free(e->shares);
     free(e->kb_was);
     free(e->w);
-    free(e);
+    dpt_free(e);
 }
 
 dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind,
@@ -489,7 +490,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         dpt_seterr(err, DPT_EINPUT, "--batch: %d is not in [1, %d]", max_batch, DPT_MAX_BATCH);
         return NULL;
     }
-    dpt_engine *e = calloc(1, sizeof *e);
+    dpt_engine *e = dpt_alloc(1, sizeof *e); /* zeroed, 64-byte aligned (the barrier) */
     if (!e)
         goto oom;
     e->net = net;
@@ -586,6 +587,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
 #undef RND
     for (int t = 0; t < e->T; t++)
         e->shares[t].frac = 1.0 / e->T;
+    dpt_barrier_init(&e->bar, e->T);
     e->balance = dpt_balance_mode() < 0 ? DPT_BALANCE_ON : dpt_balance_mode();
     e->shuffle = 0x9e3779b97f4a7c15ull;
     plan_shares(e, NULL, 0);
@@ -670,10 +672,10 @@ typedef struct stepctx {
     int prev_bad;    /* out: the previous step of the chunk had a non-finite gradient */
 } stepctx;
 
-#define SYNC(wk)                                                                       \
+#define SYNC(e, wk)                                                                    \
     do {                                                                               \
         double t_ = tick();                                                            \
-        DPT_BARRIER();                                                                 \
+        dpt_barrier_wait(&(e)->bar);                                                   \
         (wk)->t_sync += tick() - t_;                                                   \
     } while (0)
 
@@ -687,7 +689,7 @@ static void bn_forward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1, 
     const size_t o = (size_t)l * e->maxw;
     dpt_bn_fwd_partials(e->z[l], B, ly->out, s0, s1, e->bnf[l]);
     *tc += tick();
-    SYNC(wk);
+    SYNC(e, wk);
     *tc -= tick();
     dpt_bn_fwd_merge(e->bnf[l], B, ly->out, net->cfg.bn_eps, wk->mean + o, wk->var + o,
                      wk->invstd + o);
@@ -710,7 +712,7 @@ static void bn_backward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1,
                          (size_t)(r1 - r0) * out);
     dpt_bn_bwd_partials(g, e->xh[l], B, out, s0, s1, e->bnb[l]);
     *tc += tick();
-    SYNC(wk);
+    SYNC(e, wk);
     *tc -= tick();
     dpt_bn_bwd_merge(e->bnb[l], B, out, wk->gsum + o, wk->gxsum + o);
     /* ReLU before BN: z holds the ReLU output, active where z > 0 */
@@ -1052,7 +1054,7 @@ static void step(stepctx *c)
         }
         tc += tick();
         wk->t_plan += tc; /* the own K-blocks' conversion and product */
-        SYNC(wk);
+        SYNC(e, wk);
         tc -= tick();
     } else {
         dpt_load_input(c->ds, c->idx, r0, r1, e->x);
@@ -1117,7 +1119,7 @@ static void step(stepctx *c)
     }
     tc += tick();
     wk->t_compute += tc;
-    SYNC(wk);
+    SYNC(e, wk);
     /* Every update of the previous step is done now (each thread finished it before
      * this barrier; none can have started this step's, which sets the other parity):
      * a non-finite gradient there stops the chunk before this step changes anything. */
@@ -1151,12 +1153,12 @@ static void step(stepctx *c)
      * their speeds (nobody reads the plan meanwhile), and they wait for the plan. */
     if (c->mode == MODE_TRAIN && e->balance && e->T > 1 &&
         (c->step + 1) % BALANCE_STEPS == 0) {
-        SYNC(wk);
+        SYNC(e, wk);
         if (t == 0)
             rebalance(e);
-        SYNC(wk);
+        SYNC(e, wk);
     } else if (!c->next || !ksplit || !dpt_ksplit(e, c->nextB)) {
-        SYNC(wk);
+        SYNC(e, wk);
     }
 }
 
