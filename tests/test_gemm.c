@@ -243,9 +243,10 @@ Test(gemm, unknown_or_unsupported_kernels_are_refused)
     cr_assert_eq(dpt_gemm_select("auto", &err), DPT_OK);
 }
 
-/* AVX2 and AVX-512 give bitwise the same C on every path (wide, tall, narrow, packed):
- * each element is the same FMA sequence and epilogue, so a checkpoint's weights do not
- * depend on which of the two the machine has. */
+/* AVX2 and AVX-512 give bitwise the same C on every path (wide, tall, narrow, packed,
+ * transposed for the narrow kernel): each element is the same FMA sequence and
+ * epilogue, so a checkpoint's weights do not depend on which of the two the machine
+ * has. */
 Test(gemm, avx2_and_avx512_agree_bitwise, .timeout = 60)
 {
     if (!dpt_gemm_supported("avx2") || !dpt_gemm_supported("avx512"))
@@ -254,8 +255,11 @@ Test(gemm, avx2_and_avx512_agree_bitwise, .timeout = 60)
         { 0, 0, 5, 10, 300 }, { 0, 0, 64, 70, 600 }, { 0, 1, 8, 784, 128 },
         { 1, 0, 784, 20, 64 }, { 1, 0, 300, 128, 32 }, { 0, 1, 300, 64, 10 },
         { 0, 0, 400, 300, 520 }, { 1, 1, 33, 17, 100 }, { 0, 0, 37, 20, 300 },
-        { 0, 1, 300, 20, 40 } };
-    for (int s = 0; s < 10; s++) {
+        { 0, 1, 300, 20, 40 },
+        /* a small B^T, transposed onto the stack for AVX-512's narrow kernel (AVX2 packs
+         * it for its wide one) */
+        { 0, 1, 64, 5, 10 }, { 0, 1, 37, 7, 5 }, { 1, 1, 33, 16, 64 }, { 0, 1, 300, 1, 3 } };
+    for (int s = 0; s < 14; s++) {
         int ta = shapes[s][0], tb = shapes[s][1], M = shapes[s][2], N = shapes[s][3],
             K = shapes[s][4];
         float *A = rmat((size_t)M * K, 1), *B = rmat((size_t)K * N, 2), *bias = rmat(N, 3);

@@ -257,6 +257,8 @@ static int sgemm_tall(const dpt_kernel_info *g, int ta, int tb, int M, int N, in
     return DPT_OK;
 }
 
+enum { NARROW_BT = 1024 }; /* the largest B^T (floats) the narrow path transposes */
+
 /* The narrow path: N <= 16 with B not transposed, everything read in place, the
  * 16 x 16 kernel over MR_N16-row strips. Same KC chunking as the other paths. */
 static void sgemm_narrow(const dpt_kernel_info *g, int ta, int M, int N, int K, float alpha,
@@ -309,6 +311,16 @@ int dpt_sgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *
         return sgemm_tall(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
     if (g->narrow && !tb && N <= 16)
         return sgemm_narrow(g, ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep), DPT_OK;
+    if (g->narrow && tb && N <= 16 && N * K <= NARROW_BT) {
+        /* A small B^T (the small network's backward dZ W^T: N = 5 or 7, K = 5-10): the
+         * wide kernel would pack it into 32-wide tiles for N real columns. Transposed
+         * onto the stack it takes the narrow path (the same FMA sequence per element). */
+        float bt[NARROW_BT];
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++)
+                bt[k * N + j] = B[(size_t)j * ldb + k];
+        return sgemm_narrow(g, ta, M, N, K, alpha, A, lda, bt, N, beta, C, ldc, ep), DPT_OK;
+    }
     if (g->n24 && N > 16 && N <= 24) {
         g = g->n24;
         MR = g->mr;
