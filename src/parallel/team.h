@@ -43,13 +43,6 @@ enum { DPT_SLICE = 4 };
 
 static inline int dpt_nslices(int B) { return (B + DPT_SLICE - 1) / DPT_SLICE; }
 
-/* The contiguous slice range [s0, s1) thread t of T takes of a B-row batch. */
-static inline void dpt_thread_slices(int B, int t, int T, int *s0, int *s1)
-{
-    int ns = dpt_nslices(B);
-    *s0 = (int)((long)ns * t / T);
-    *s1 = (int)((long)ns * (t + 1) / T);
-}
 
 /* The first layer's inputs are cut into DPT_KBLOCKS fixed blocks of rows of W (block
  * b holds rows [b*in/NB, (b+1)*in/NB)). Each block's owner computes that block's

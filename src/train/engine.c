@@ -426,9 +426,8 @@ static double plan_shares(dpt_engine *e, const double *density, int keep)
                     bb = b;
             int tt = 0; /* ... to the thread that would be least loaded with it, against
                            its part of the work (the first of equals) */
-            double least = (blocks_cost(e, &e->shares[0], bcost) + bcost[bb]) /
-                           e->shares[0].frac;
-            for (int t = 1; t < T; t++) {
+            double least = INFINITY;
+            for (int t = 0; t < T; t++) {
                 double c = (blocks_cost(e, &e->shares[t], bcost) + bcost[bb]) /
                            e->shares[t].frac;
                 if (c < least)
@@ -468,6 +467,17 @@ static double plan_shares(dpt_engine *e, const double *density, int keep)
     for (t = 0; t < T; t++)
         load = fmax(load, e->shares[t].est / e->shares[t].frac);
     return load / total;
+}
+
+/* The slices [s0, s1) of a B-row batch thread t takes between the barriers (rows
+ * through every layer after the first): runs in thread order, each about the thread's
+ * part of the work (share.frac). Rows cost alike, and every row gets the same bits on
+ * any thread (see the file's comment). */
+static void own_slices(const dpt_engine *e, int B, int t, int *s0, int *s1)
+{
+    const int ns = dpt_nslices(B);
+    *s0 = t ? (int)(ns * e->shares[t].cum + 0.5) : 0;
+    *s1 = t + 1 < e->T ? (int)(ns * e->shares[t + 1].cum + 0.5) : ns;
 }
 
 void dpt_engine_free(dpt_engine *e)
@@ -588,7 +598,8 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     for (int t = 0; t < e->T; t++)
         e->shares[t].frac = 1.0 / e->T;
     dpt_barrier_init(&e->bar, e->T);
-    e->balance = dpt_balance_mode() < 0 ? DPT_BALANCE_ON : dpt_balance_mode();
+    const int balance = dpt_balance_mode();
+    e->balance = balance < 0 ? DPT_BALANCE_ON : balance;
     e->shuffle = 0x9e3779b97f4a7c15ull;
     plan_shares(e, NULL, 0);
 
@@ -607,7 +618,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         if (dpt_gemm_reserve() != DPT_OK)
             oomed++;
         int s0, s1;
-        dpt_thread_slices(B, t, e->T, &s0, &s1);
+        own_slices(e, B, t, &s0, &s1);
         int r0 = s0 * DPT_SLICE, r1 = s1 * DPT_SLICE < B ? s1 * DPT_SLICE : B;
         const share *sh = &e->shares[t];
         memset(e->w[t].gblock, 0, sizeof(float) * gblock); /* own scratch */
@@ -896,17 +907,6 @@ static void prefetch_next(const stepctx *c, int a, int b, int k0, int k1)
         for (; p < end; p += 64)
             __builtin_prefetch((const void *)p, 0, 1);
     }
-}
-
-/* The slices [s0, s1) of a B-row batch thread t takes between the barriers (rows
- * through every layer after the first): runs in thread order, each about the thread's
- * part of the work (share.frac). Rows cost alike, and every row gets the same bits on
- * any thread (see the file's comment). */
-static void own_slices(const dpt_engine *e, int B, int t, int *s0, int *s1)
-{
-    const int ns = dpt_nslices(B);
-    *s0 = t ? (int)(ns * e->shares[t].cum + 0.5) : 0;
-    *s1 = t + 1 < e->T ? (int)(ns * e->shares[t + 1].cum + 0.5) : ns;
 }
 
 /* Plans the work anew from the threads' speeds over the last BALANCE_STEPS steps: a
