@@ -276,10 +276,10 @@ typedef struct dpt_phase_times {
 dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind,
                               const char **warning, dpt_error *err);
 void dpt_engine_free(dpt_engine *e);
-/* DPTRAIN_BALANCE, read by dpt_engine_create: unset, "", "on" or "1": every 16 steps
+/* DPTRAIN_BALANCE, read by dpt_engine_create: unset, "", "on" or "1": every 8 steps
  * the work is planned anew from the threads' measured speeds (DPT_BALANCE_ON); "off" or
  * "0": the plan stays as the cost model made it (DPT_BALANCE_OFF); "shuffle": random
- * parts every 16 steps, for tests (DPT_BALANCE_SHUFFLE); anything else: -1 (the CLI
+ * parts every 8 steps, for tests (DPT_BALANCE_SHUFFLE); anything else: -1 (the CLI
  * refuses it). The weights are the same in every mode. */
 enum { DPT_BALANCE_OFF, DPT_BALANCE_ON, DPT_BALANCE_SHUFFLE };
 int dpt_balance_mode(void);

@@ -180,6 +180,19 @@ expect_exit 2 "cut.safetensors: bad header length [0-9]+ \\(file has 292 bytes" 
 printf 'not a checkpoint' >"$T/junk.safetensors"
 expect_exit 2 "junk.safetensors: bad header length" "eval of a junk file" -- "$DPTRAIN" eval --model "$T/junk.safetensors" --data "$DATA"
 
+# --- the topology is the process's CPU binding (taskset, cpusets) -------------------
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    last=$(($(nproc) - 1))
+    inf=$(taskset -c "$last" "$DPTRAIN" info)
+    fp=$(taskset -c "$last" "$DPTRAIN" train $Q --epochs 1 --arch 784-20-10 2>"$T/err" | grep '^fingerprint:')
+    echo "$inf" | grep -q '^topology: .* 1 core(s), 1 hardware thread(s)' &&
+        echo "$inf" | grep -q '^default_threads: 1 ' && [ -n "$fp" ] && ! [ -s "$T/err" ] &&
+        ok "a run confined to one processor (taskset) sees one core and stays on it" ||
+        bad "taskset -c $last: $(echo "$inf" | grep -E '^(topology|default_threads)') $(cat "$T/err")"
+else
+    ok "taskset check skipped (no taskset or one processor)"
+fi
+
 # --- the same weights whichever SIMD kernel the machine has -----------------------
 if "$DPTRAIN" info | grep -q '^kernels_supported: avx512 avx2'; then
     f512=$(DPTRAIN_ISA=avx512 "$DPTRAIN" train $Q --epochs 1 --batchnorm | grep '^fingerprint:')

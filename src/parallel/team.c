@@ -14,10 +14,32 @@ static hwloc_topology_t topo;
 static int topo_ok;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+/* The topology within the process's CPU binding at the first call (taskset, a cpuset
+ * cgroup, a batch scheduler's binding): two runs started on different cores get
+ * different cores, and a run given one core counts one. Loaded before any thread of
+ * ours is pinned (the first engine or `info` asks first). */
 static void load(void)
 {
-    if (hwloc_topology_init(&topo) == 0 && hwloc_topology_load(topo) == 0)
+    if (hwloc_topology_init(&topo) != 0)
+        return;
+#if HWLOC_API_VERSION >= 0x00020100
+    hwloc_topology_set_flags(topo, HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM |
+                                       HWLOC_TOPOLOGY_FLAG_RESTRICT_TO_CPUBINDING);
+#endif
+    if (hwloc_topology_load(topo) == 0)
         topo_ok = 1;
+}
+
+/* Processors this process may run on (its affinity mask), or online ones. */
+static int allowed_cpus(void)
+{
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 void dpt_topology_get(dpt_topology *t)
@@ -25,8 +47,7 @@ void dpt_topology_get(dpt_topology *t)
     pthread_once(&once, load);
     memset(t, 0, sizeof *t);
     if (!topo_ok) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        t->cores = t->pus = n > 0 ? (int)n : 1;
+        t->cores = t->pus = allowed_cpus();
         t->packages = t->numa_nodes = 1;
         snprintf(t->summary, sizeof t->summary, "%d processors (hwloc unavailable)", t->pus);
         return;
@@ -83,8 +104,7 @@ void dpt_barrier_init(dpt_barrier *b, int threads)
     atomic_init(&b->arrived, 0u);
     atomic_init(&b->phase, 0u);
     b->n = threads;
-    long procs = sysconf(_SC_NPROCESSORS_ONLN);
-    b->spin = procs > 0 && threads > procs ? 64u : 1u << 15;
+    b->spin = threads > allowed_cpus() ? 64u : 1u << 15;
 }
 
 void dpt_barrier_wait(dpt_barrier *b)
