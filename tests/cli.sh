@@ -243,6 +243,17 @@ if grep -qE "^ +$tmax +[0-9]+ +[0-9.]+x" "$T/out" && grep -q "\"threads\": $tmax
 else
     bad "bench output: $(cat "$T/out")"
 fi
+# the cross-core round trip: a time on two cores with OpenMP, -1 (and no line) else
+if [ "$tmax" = 2 ] && [ "$(nproc)" -ge 2 ]; then
+    grep -qE '^# cross-core round trip: [0-9]+ ns before the runs, [0-9]+ ns after$' "$T/out" &&
+        grep -qE '"roundtrip_ns": \[[0-9]+\.[0-9], [0-9]+\.[0-9]\]' "$T/bench.json" &&
+        "$DPTRAIN" info | grep -qE '^cross_core_round_trip_ns: [1-9][0-9]* ' &&
+        ok "bench and info report the cross-core round trip" ||
+        bad "round trip: $(grep 'round trip' "$T/out") $(grep -o '"roundtrip_ns": [^]]*]' "$T/bench.json")"
+else
+    grep -q '"roundtrip_ns": \[-1.0, -1.0\]' "$T/bench.json" && ! grep -q 'round trip' "$T/out" &&
+        ok "one core or no OpenMP: no round trip reported" || bad "round trip with one core: $(cat "$T/bench.json")"
+fi
 
 # --- benchmark scripts (argument checks and one tiny comparison) -----------------
 if AB_DATA=$DATA bench/ab 2 "--epochs 1 --arch 784-16-10 --batch 64" "$DPTRAIN" "$DPTRAIN" >"$T/ab" 2>&1 &&

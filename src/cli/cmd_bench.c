@@ -15,6 +15,8 @@ static const char help[] =
     "1..physical cores), five times each (interleaved), and prints the median samples/s,\n"
     "speedup,\n"
     "parallel efficiency and the time split; --json writes the same for machines.\n"
+    "It also measures how long a cache line takes from the first thread's core to the\n"
+    "second's and back, before and after the runs (-1 in the JSON with one core).\n"
     "Training options (--dropout, --batchnorm, --lr, ...) apply as in train.\n";
 
 static const char allowed[] =
@@ -93,6 +95,9 @@ int cmd_bench(int argc, char **argv)
            dpt_optimizer_name(c.cfg.optimizer), c.cfg.batch, c.cfg.dropout,
            c.cfg.batchnorm ? ", batchnorm" : "", steps);
     printf("# machine: %s; %s\n", topo.cpu_model, topo.summary);
+    /* The cross-core round trip before and after the runs: on a shared host it moves
+     * with the virtual CPUs' placement, and the scaling with it. */
+    const double rt0 = dpt_team_roundtrip_ns(c.cfg.bind);
     /* Repetitions are interleaved over the thread counts (1, 2, 1, 2, ...) so that a
      * noisy neighbour hurts every count alike; each count reports its median. */
     enum { REPS = 5 };
@@ -151,8 +156,11 @@ int cmd_bench(int argc, char **argv)
         rows[k] = (row){ counts[k], sps[k][med], tot > 0 ? pt.compute / tot : 0,
                          tot > 0 ? pt.sync / tot : 0, tot > 0 ? pt.update / tot : 0 };
     }
+    const double rt1 = dpt_team_roundtrip_ns(c.cfg.bind);
     printf("# kernel %s%s, binding %s\n", dpt_gemm_kernel(),
            dpt_gemm_sparse() ? " (sparse first layer)" : "", binding);
+    if (rt0 > 0 && rt1 > 0)
+        printf("# cross-core round trip: %.0f ns before the runs, %.0f ns after\n", rt0, rt1);
     printf("%7s %12s %8s %10s %8s %8s %8s\n", "threads", "samples/s", "speedup", "efficiency",
            "compute", "sync", "update");
     /* speedup against the 1-thread row if there is one, else against the first row
@@ -177,9 +185,9 @@ int cmd_bench(int argc, char **argv)
         }
         fprintf(f, "{\"arch\": \"%s\", \"optimizer\": \"%s\", \"batch\": %d, \"steps\": %d, "
                    "\"kernel\": \"%s\", \"sparse\": \"%s\", \"binding\": \"%s\", "
-                   "\"cores\": %d, \"results\": [",
+                   "\"cores\": %d, \"roundtrip_ns\": [%.1f, %.1f], \"results\": [",
                 arch, dpt_optimizer_name(c.cfg.optimizer), c.cfg.batch, steps,
-                dpt_gemm_kernel(), sparse_name(), binding, topo.cores);
+                dpt_gemm_kernel(), sparse_name(), binding, topo.cores, rt0, rt1);
         for (int k = 0; k < nc; k++)
             fprintf(f, "%s\n  {\"threads\": %d, \"samples_per_s\": %.1f, \"speedup\": %.4f, "
                        "\"compute\": %.4f, \"sync\": %.4f, \"update\": %.4f}",

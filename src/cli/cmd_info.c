@@ -24,6 +24,10 @@ int cmd_info(int argc, char **argv)
     printf("default_threads: %d (one per physical core, pinned with hwloc)\n", t.cores);
 #ifdef _OPENMP
     printf("openmp: yes\n");
+    const double rt = dpt_team_roundtrip_ns(1);
+    if (rt > 0)
+        printf("cross_core_round_trip_ns: %.0f (a cache line from core 0 to core 1 and back)\n",
+               rt);
 #else
     printf("openmp: no (built with OMP=0: single-threaded)\n");
 #endif

@@ -128,3 +128,64 @@ void dpt_barrier_wait(dpt_barrier *b)
         }
     }
 }
+
+double dpt_team_roundtrip_ns(int bind)
+{
+#ifdef _OPENMP
+    dpt_topology t;
+    dpt_topology_get(&t);
+    if (t.cores < 2)
+        return -1;
+    enum { ROUNDS = 4000, SETS = 5 };
+    static _Alignas(64) _Atomic unsigned flag;
+    double per[SETS];
+    int ran = 0;
+    atomic_store(&flag, 0u);
+#pragma omp parallel num_threads(2)
+    {
+        const int me = omp_get_thread_num();
+        if (omp_get_num_threads() == 2) {
+            if (bind)
+                dpt_team_bind(me);
+            for (unsigned s = 0; s < SETS; s++) {
+#pragma omp barrier
+                const unsigned base = 2u * ROUNDS * s;
+                const double t0 = dpt_now();
+                for (unsigned i = 0; i < ROUNDS; i++) {
+                    if (me == 0) { /* serve, then wait for the return */
+                        atomic_store_explicit(&flag, base + 2 * i + 1, memory_order_release);
+                        for (unsigned k = 0; atomic_load_explicit(&flag, memory_order_acquire) !=
+                                            base + 2 * i + 2;
+                             k++)
+                            if (k > 1u << 14) /* the other is not running: let it */
+                                sched_yield();
+                    } else {
+                        for (unsigned k = 0; atomic_load_explicit(&flag, memory_order_acquire) !=
+                                            base + 2 * i + 1;
+                             k++)
+                            if (k > 1u << 14)
+                                sched_yield();
+                        atomic_store_explicit(&flag, base + 2 * i + 2, memory_order_release);
+                    }
+                }
+                if (me == 0)
+                    per[s] = (dpt_now() - t0) / ROUNDS * 1e9;
+            }
+            if (me == 0)
+                ran = 1;
+        }
+    }
+    if (!ran)
+        return -1;
+    for (int i = 1; i < SETS; i++) /* median */
+        for (int j = i; j > 0 && per[j] < per[j - 1]; j--) {
+            double x = per[j];
+            per[j] = per[j - 1];
+            per[j - 1] = x;
+        }
+    return per[SETS / 2];
+#else
+    (void)bind;
+    return -1;
+#endif
+}
