@@ -53,7 +53,7 @@ $(BUILD)/obj/src/gemm/kernel_avx512_n16.o $(BUILD)/obj/src/gemm/kernel_avx512_n2
 $(BUILD)/obj/src/gemm/pack_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx2 -mfma
 $(BUILD)/obj/src/gemm/sparse_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx2 -mfma
 
-.PHONY: all check test demo bench bench-gemm bench-peers install clean deps data fuzz
+.PHONY: all check test demo bench bench-gemm bench-xcore bench-peers install clean deps data fuzz
 all: $(BIN) $(LIB)
 
 $(BUILD)/obj/%.o: %.c
@@ -100,11 +100,21 @@ $(BENCH_GEMM): bench/gemm.c $(LIB)
 bench-gemm: $(BENCH_GEMM)
 	$(BENCH_GEMM)
 
+# what a cache line costs when it changes core (needs two processors)
+BENCH_XCORE := $(BUILD)/bench_xcore
+$(BENCH_XCORE): bench/xcore.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O3 -march=native -g -Wall -Wextra -pthread -o $@ $<
+
+bench-xcore: $(BENCH_XCORE)
+	$(BENCH_XCORE)
+
 bench:
 	@scripts/install-deps --bench
 	@scripts/fetch-data
-	@$(MAKE) --no-print-directory $(BIN) $(BENCH_GEMM)
+	@$(MAKE) --no-print-directory $(BIN) $(BENCH_GEMM) $(BENCH_XCORE)
 	$(BENCH_GEMM)
+	-$(BENCH_XCORE)
 	$(BIN) bench --data data/fashion-mnist
 
 bench-peers:
