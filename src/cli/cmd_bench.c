@@ -159,8 +159,12 @@ int cmd_bench(int argc, char **argv)
     const double rt1 = dpt_team_roundtrip_ns(c.cfg.bind);
     printf("# kernel %s%s, binding %s\n", dpt_gemm_kernel(),
            dpt_gemm_sparse() ? " (sparse first layer)" : "", binding);
-    if (rt0 > 0 && rt1 > 0)
+    if (rt0 > 0 && rt1 > 0) {
         printf("# cross-core round trip: %.0f ns before the runs, %.0f ns after\n", rt0, rt1);
+        if (rt1 > 2 * rt0 || rt0 > 2 * rt1)
+            printf("# note: it changed during the runs (the host moved the cores?), so the "
+                   "figures may mix two placements\n");
+    }
     printf("%7s %12s %8s %10s %8s %8s %8s\n", "threads", "samples/s", "speedup", "efficiency",
            "compute", "sync", "update");
     /* speedup against the 1-thread row if there is one, else against the first row
