@@ -7,7 +7,9 @@
  *   write, shared    writing a buffer the other core just read (its copies must go);
  *   write, owned     writing a buffer the other core just wrote;
  *   write, nt        as "write, shared" with non-temporal stores (and then the other
- *                    core's read, which comes from memory).
+ *                    core's read, which comes from memory);
+ *   write, flushed   as "write, shared" after the reader flushed the lines it read
+ *                    (clflushopt; and the reader's time for its read and flush).
  * The training step does all of these every step (partial sums, activations, dZ and
  * updated weights change core), so the figures bound how two threads scale.
  *   build/bench_xcore [KIB]      (buffer size, default 64)
@@ -25,7 +27,7 @@
 #endif
 
 enum { REPS = 1001, PINGS = 20000 };
-enum { IDLE, READ, WRITE, QUIT };
+enum { IDLE, READ, WRITE, READ_FLUSH, QUIT };
 
 static _Alignas(64) _Atomic int turn;     /* whose turn: 0 the timer, 1 the other */
 static _Alignas(64) _Atomic int job;      /* what the other thread does in its turn */
@@ -81,6 +83,17 @@ static void fill_nt(float v)
 #endif
 }
 
+#if defined(__x86_64__)
+__attribute__((target("clflushopt"))) static void flush_buf(void)
+{
+    for (size_t i = 0; i < nfl; i += 16)
+        _mm_clflushopt(buf + i);
+    _mm_sfence();
+}
+#else
+static void flush_buf(void) {}
+#endif
+
 static void *other(void *arg)
 {
     (void)arg;
@@ -101,6 +114,10 @@ static void *other(void *arg)
             sink = sum_buf();
         else if (j == WRITE)
             fill_buf(2.0f);
+        else if (j == READ_FLUSH) {
+            sink = sum_buf();
+            flush_buf();
+        }
         other_ns = now_ns() - t0;
         atomic_store_explicit(&turn, 0, memory_order_release);
     }
@@ -161,7 +178,8 @@ int main(int argc, char **argv)
     }
     const double rt = (now_ns() - t0) / PINGS;
 
-    static double lr[REPS], rr[REPS], ws[REPS], wo[REPS], wn[REPS], rn[REPS];
+    static double lr[REPS], rr[REPS], ws[REPS], wo[REPS], wn[REPS], rn[REPS], wf[REPS],
+        rf[REPS];
     for (int r = 0; r < REPS; r++) {
         double a;
         fill_buf(1.0f); /* local read */
@@ -186,6 +204,11 @@ int main(int argc, char **argv)
         wn[r] = now_ns() - a;
         other_does(READ);
         rn[r] = other_ns;
+        other_does(READ_FLUSH); /* write, flushed */
+        rf[r] = other_ns;
+        a = now_ns();
+        fill_buf(6.0f);
+        wf[r] = now_ns() - a;
     }
     atomic_store_explicit(&job, QUIT, memory_order_relaxed);
     atomic_store_explicit(&turn, 1, memory_order_release);
@@ -201,5 +224,8 @@ int main(int argc, char **argv)
     printf("write, nt           %9.2f us   (non-temporal, after the other read it)\n",
            median(wn) / 1e3);
     printf("read after nt       %9.2f us   (on the other core)\n", median(rn) / 1e3);
+    printf("write, flushed      %9.2f us   (the other core read it, then flushed it)\n",
+           median(wf) / 1e3);
+    printf("read and flush      %9.2f us   (on the other core)\n", median(rf) / 1e3);
     return 0;
 }
