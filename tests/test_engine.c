@@ -365,6 +365,11 @@ Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
         setenv("DPTRAIN_SPARSE", "dz", 1);
         cr_assert_eq(dpt_sparse_mode(), DPT_SPARSE_DZ);
         uint64_t dz1 = run(c, 1, 0), dz3 = run(c, 3, 0);
+        /* every thread finds the zeros of its own rows of dZ and the owners of K-blocks
+         * merge them: random parts, some threads with no rows at all */
+        setenv("DPTRAIN_BALANCE", "shuffle", 1);
+        uint64_t dz5 = run(c, 5, 0), dz8 = run(c, 8, 0);
+        unsetenv("DPTRAIN_BALANCE");
         setenv("DPTRAIN_SPARSE", "0", 1);
         cr_assert(!dpt_gemm_sparse());
         uint64_t dense1 = run(c, 1, 0), dense2 = run(c, 2, 0);
@@ -374,6 +379,10 @@ Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
         cr_assert_eq(dz1, dense1, "%s B=%d: skipping dZ's zeros changes the weights",
                      archs[i / 2], Bs[b]);
         cr_assert_eq(dz3, dense1, "%s B=%d T=3 (dZ's zeros skipped)", archs[i / 2], Bs[b]);
+        cr_assert_eq(dz5, dense1, "%s B=%d T=5, random parts (dZ's zeros skipped)",
+                     archs[i / 2], Bs[b]);
+        cr_assert_eq(dz8, dense1, "%s B=%d T=8, random parts (dZ's zeros skipped)",
+                     archs[i / 2], Bs[b]);
         cr_assert_eq(sparse1, dense1, "%s B=%d: sparse and dense products train different "
                      "weights", archs[i / 2], Bs[b]);
         cr_assert_eq(sparse3, dense1, "%s B=%d T=3 (sparse)", archs[i / 2], Bs[b]);
