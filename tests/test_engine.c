@@ -365,8 +365,8 @@ Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
         setenv("DPTRAIN_SPARSE", "dz", 1);
         cr_assert_eq(dpt_sparse_mode(), DPT_SPARSE_DZ);
         uint64_t dz1 = run(c, 1, 0), dz3 = run(c, 3, 0);
-        /* every thread finds the zeros of its own rows of dZ and the owners of K-blocks
-         * merge them: random parts, some threads with no rows at all */
+        /* dZ's zeros skipped with random parts on more threads than slices of some
+         * batches (threads with no rows at all) */
         setenv("DPTRAIN_BALANCE", "shuffle", 1);
         uint64_t dz5 = run(c, 5, 0), dz8 = run(c, 8, 0);
         unsetenv("DPTRAIN_BALANCE");

@@ -129,6 +129,17 @@ void dpt_barrier_wait(dpt_barrier *b)
     }
 }
 
+#ifdef _OPENMP
+/* Spins until *f holds v (no pause: the probe times the line's trip, not the spin),
+ * yielding the core after a while in case the other thread is not running. */
+static void await_value(_Atomic unsigned *f, unsigned v)
+{
+    for (unsigned k = 0; atomic_load_explicit(f, memory_order_acquire) != v; k++)
+        if (k > 1u << 14)
+            sched_yield();
+}
+#endif
+
 double dpt_team_roundtrip_ns(int bind)
 {
 #ifdef _OPENMP
@@ -151,22 +162,13 @@ double dpt_team_roundtrip_ns(int bind)
 #pragma omp barrier
                 const unsigned base = 2u * ROUNDS * s;
                 const double t0 = dpt_now();
-                for (unsigned i = 0; i < ROUNDS; i++) {
-                    if (me == 0) { /* serve, then wait for the return */
-                        atomic_store_explicit(&flag, base + 2 * i + 1, memory_order_release);
-                        for (unsigned k = 0; atomic_load_explicit(&flag, memory_order_acquire) !=
-                                            base + 2 * i + 2;
-                             k++)
-                            if (k > 1u << 14) /* the other is not running: let it */
-                                sched_yield();
-                    } else {
-                        for (unsigned k = 0; atomic_load_explicit(&flag, memory_order_acquire) !=
-                                            base + 2 * i + 1;
-                             k++)
-                            if (k > 1u << 14)
-                                sched_yield();
-                        atomic_store_explicit(&flag, base + 2 * i + 2, memory_order_release);
-                    }
+                for (unsigned i = 0; i < ROUNDS; i++) { /* 0 serves, 1 returns */
+                    const unsigned serve = base + 2 * i + 1;
+                    if (me == 0)
+                        atomic_store_explicit(&flag, serve, memory_order_release);
+                    await_value(&flag, me == 0 ? serve + 1 : serve);
+                    if (me == 1)
+                        atomic_store_explicit(&flag, serve + 1, memory_order_release);
                 }
                 if (me == 0)
                     per[s] = (dpt_now() - t0) / ROUNDS * 1e9;
