@@ -45,7 +45,9 @@ void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ld
 
 /* Narrow outputs (n <= 32): DPT_SPARSE_R rows of the product at once, over the union
  * of their nonzeros (the same bits as dpt_sparse_xw / dpt_sparse_xtd; ~1.5 cycles per
- * row and union index for 20 outputs against ~5 per nonzero one row at a time). */
+ * row and union index for 20 outputs against ~5 per nonzero one row at a time). With
+ * 17 to 20 outputs two groups go together over the union of both (8 rows: the FMA
+ * unit is no longer waiting on one row's chain). */
 enum { DPT_SPARSE_R = 4 };
 /* dpt_sparse_xw for n <= 32, w <= DPT_SPARSE_MAXW, the rows of x taken in the order
  * rows[0 .. B) (a permutation of 0 .. B - 1: rows with alike zeros go together; the
