@@ -352,6 +352,11 @@ typedef struct dpt_progress {
 typedef struct dpt_train_opts {
     int threads;           /* 0: cfg.threads or physical cores */
     int bind;
+    /* Non-zero: `threads` is a most. Training runs on that many threads or on fewer
+     * (halving down to 1) while fewer are measured to train faster: every few thousand
+     * steps a short run of a neighbouring count is timed against the present one. The
+     * weights do not depend on the count, so this moves only time. */
+    int adapt;
     /* Called from the calling thread between chunks of steps (may be NULL). */
     void (*progress)(void *ud, const dpt_progress *p);
     void *ud;
@@ -376,6 +381,7 @@ typedef struct dpt_train_result {
     int best_epoch;
     double sync_share;     /* fraction of step time spent at barriers */
     int threads;
+    double threads_mean;   /* the thread count averaged over the steps (adapt) */
     const char *binding;
     const char *bind_warning;
 } dpt_train_result;

@@ -585,3 +585,56 @@ Test(engine, early_stopping_restores_the_best_weights, .timeout = 60)
     dpt_net_free(net);
     dpt_dataset_free(&ds);
 }
+
+/* --threads auto trains chunks on different thread counts, each with an engine of its
+ * own (train/ladder.h); DPTRAIN_ADAPT=shuffle sends every chunk of 1 to 16 steps to a
+ * random count of 8, 4, 2 or 1, so the engines take turns mid-epoch, and the weights
+ * must stay those of one thread. */
+static uint64_t run_adapt(dpt_config c, int T, double *mean)
+{
+    dpt_dataset ds = synth(1000, 16, 5, 8);
+    dpt_error err = { 0 };
+    dpt_net *net = dpt_net_create(&c, &err);
+    cr_assert_not_null(net, "%s", err.msg);
+    dpt_train_state st;
+    dpt_train_state_init(&st);
+    dpt_train_opts o = { .threads = T, .bind = 0, .adapt = 1 };
+    dpt_train_result res;
+    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_OK, "%s", err.msg);
+    *mean = res.threads_mean;
+    uint64_t fp = dpt_net_fingerprint(net);
+    dpt_train_state_free(&st);
+    dpt_net_free(net);
+    dpt_dataset_free(&ds);
+    return fp;
+}
+
+Test(engine, changing_the_thread_count_between_chunks_keeps_the_weights, .timeout = 240)
+{
+    static const char *archs[] = { "256-40-30-5", "256-20-7-5" };
+    int Bs[] = { 6, 33, 100 };
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 3; b++) {
+            dpt_config c = tiny_config(archs[a]);
+            c.batchnorm = a == 0;
+            c.dropout = 0.2f;
+            c.weight_decay = 1e-4f;
+            c.epochs = 2;
+            c.val_split = 0.2;
+            c.batch = Bs[b];
+            const uint64_t one = run(c, 1, 0);
+            setenv("DPTRAIN_ADAPT", "shuffle", 1);
+            double mean;
+            const uint64_t mixed = run_adapt(c, 8, &mean);
+            unsetenv("DPTRAIN_ADAPT");
+#ifdef _OPENMP
+            /* every count had chunks: the mean lies strictly inside (1, 8) */
+            cr_assert(mean > 1.5 && mean < 6.5, "%s B=%d: mean thread count %.2f",
+                      archs[a], Bs[b], mean);
+#endif
+            cr_assert_eq(mixed, one, "%s B=%d: changing the thread count between chunks "
+                         "changes the weights", archs[a], Bs[b]);
+            cr_assert_eq(run_adapt(c, 3, &mean), one, "%s B=%d: --threads auto (3)",
+                         archs[a], Bs[b]);
+        }
+}

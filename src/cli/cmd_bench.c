@@ -50,6 +50,9 @@ int cmd_bench(int argc, char **argv)
     dpt_topology topo;
     dpt_topology_get(&topo);
     int counts[64], nc = 0;
+    if (!strcmp(c.threads_list, "auto"))
+        return cli_failf(2, "--threads: bench measures the counts it is given (such as "
+                         "1,2); 'auto' is for train and sweep");
     if (c.threads_list[0]) {
         for (char *p = c.threads_list; *p && nc < 64;) {
             long v = strtol(p, &p, 10);

@@ -130,7 +130,8 @@ int cmd_sweep(int argc, char **argv)
             }
             dpt_train_state st;
             dpt_train_state_init(&st);
-            dpt_train_opts o = { .threads = c->cfg.threads, .bind = c->cfg.bind };
+            dpt_train_opts o = { .threads = c->cfg.threads, .bind = c->cfg.bind,
+                                 .adapt = !c->cfg.threads };
             dpt_train_result res;
             if (!base.quiet)
                 fprintf(stderr, "sweep: %s=%s%s%s%s ...\n", ax[0].name, ax[0].vals[i],

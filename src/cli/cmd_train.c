@@ -28,7 +28,8 @@ static const char help[] =
     "  --eval-every N        also evaluate every N steps (default: each epoch)\n"
     "  --patience N          early stopping after N evaluations without improvement\n"
     "  --min-delta F         improvement that counts (default 1e-5)\n"
-    "  --threads N           threads (default: one per physical core)\n"
+    "  --threads N|auto      threads (default auto: up to one per physical core, fewer\n"
+    "                        while fewer train faster; the weights are the same)\n"
     "  --bind core|none      pin threads to cores with hwloc (default core)\n"
     "  --seed N              seed of initialisation, split, shuffles, dropout (default 1)\n"
     "  --save FILE           safetensors checkpoint, written at each epoch end and at the end\n"
@@ -194,7 +195,9 @@ static int write_json(const char *path, const run *r, const dpt_net *net,
     json_num(f, res->samples_per_s);
     fprintf(f, ", \"sync_share\": ");
     json_num(f, res->sync_share);
-    fprintf(f, ", \"threads\": %d, \"binding\": ", res->threads);
+    fprintf(f, ", \"threads\": %d, \"threads_mean\": ", res->threads);
+    json_num(f, res->threads_mean);
+    fprintf(f, ", \"binding\": ");
     json_str(f, res->binding);
     fprintf(f, ", \"kernel\": ");
     json_str(f, dpt_gemm_kernel());
@@ -296,7 +299,8 @@ int cmd_train(int argc, char **argv)
     r.ui.quiet = c.quiet;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
-    dpt_train_opts o = { .threads = c.cfg.threads, .bind = c.cfg.bind, .progress = on_progress,
+    dpt_train_opts o = { .threads = c.cfg.threads, .bind = c.cfg.bind, .adapt = !c.cfg.threads,
+                         .progress = on_progress,
                          .ud = &r, .should_stop = on_stop, .stop_after = c.stop_after,
                          .log = log, .epoch_end = on_epoch_end };
     if (!c.quiet) {
@@ -365,6 +369,8 @@ int cmd_train(int argc, char **argv)
         }
     }
     printf("threads: %d\n", res.threads);
+    if (!c.cfg.threads) /* auto */
+        printf("threads_mean: %.2f\n", res.threads_mean);
     printf("kernel: %s\n", dpt_gemm_kernel());
     printf("epochs_run: %d\n", st.epoch);
     printf("stopped_early: %s\n", res.stopped_early ? "yes" : "no");

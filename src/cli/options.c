@@ -194,6 +194,9 @@ int cli_set(cli *c, const char *name, const char *v, const char *where, dpt_erro
                     return dpt_seterr(err, DPT_EINPUT, "%s: '%s' is not a list of thread "
                                       "counts such as 1,2,4", where, v);
             strcpy(c->threads_list, v);
+        } else if (!strcmp(v, "auto")) { /* train, sweep: the default, said */
+            g->threads = 0;
+            strcpy(c->threads_list, "auto");
         } else {
             INT(1, 1024);
             g->threads = (int)n;

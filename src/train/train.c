@@ -2,6 +2,7 @@
  * at each epoch end, early stopping on the validation cost (best weights kept and
  * restored), the CSV learning curve, and the final metrics. */
 #include "nn/net.h"
+#include "train/ladder.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -73,6 +74,7 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
     uint32_t *tr = NULL, *va = NULL, *order = NULL;
     size_t ntr, nva;
     dpt_engine *eng = NULL;
+    dpt_ladder lad = { .n = 0 };
     if ((rc = dpt_split(train->n, cfg->val_split, cfg->seed, &tr, &ntr, &va, &nva, err)))
         return rc;
     order = dpt_alloc(ntr, sizeof *order);
@@ -84,6 +86,9 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
         goto out;
     }
     res->threads = dpt_engine_threads(eng);
+    dpt_ladder_init(&lad, o->adapt ? res->threads : 1);
+    lad.eng[0] = eng;
+    double thread_steps = 0;
     res->binding = dpt_engine_binding(eng);
     res->bind_warning = warn;
     res->has_val = nva > 0;
@@ -113,6 +118,13 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
                 chunk = chunk < to_eval ? chunk : to_eval;
             }
             chunk = chunk < 64 ? chunk : 64;
+            size_t most;
+            int rung = dpt_ladder_next(&lad, &most);
+            if (!lad.eng[rung] &&
+                !(lad.eng[rung] = dpt_engine_create(net, B, lad.count[rung], o->bind, NULL, NULL)))
+                rung = dpt_ladder_drop(&lad, &most); /* no memory for it: stay */
+            if (most && chunk > most)
+                chunk = most;
             if (o->stop_after && done_here + chunk > o->stop_after)
                 chunk = o->stop_after - done_here;
             if (chunk == 0 || (o->should_stop && o->should_stop(o->ud))) {
@@ -120,11 +132,14 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
                 goto finish;
             }
             double t0 = dpt_now();
-            rc = dpt_engine_train(eng, train, order, ntr, B, st->batch, chunk, &cost_sum,
-                                  &correct, err);
-            secs += dpt_now() - t0;
+            rc = dpt_engine_train(lad.eng[rung], train, order, ntr, B, st->batch, chunk,
+                                  &cost_sum, &correct, err);
+            const double took = dpt_now() - t0;
+            secs += took;
             size_t first = st->batch * B, last = (st->batch + chunk) * B;
             seen += (last < ntr ? last : ntr) - first;
+            dpt_ladder_took(&lad, rung, chunk, (last < ntr ? last : ntr) - first, took);
+            thread_steps += (double)chunk * lad.count[rung];
             st->batch += chunk;
             steps_since += chunk;
             done_here += chunk;
@@ -191,6 +206,7 @@ finish:
         memcpy(net->stats, st->best + net->nparams, net->nstats * sizeof(float));
     }
     res->train_seconds = secs;
+    res->threads_mean = done_here ? thread_steps / (double)done_here : res->threads;
     res->samples_per_s = secs > 0 ? res->samples / secs : 0;
     dpt_phase_times pt;
     dpt_engine_times(eng, &pt);
@@ -210,6 +226,8 @@ finish:
             goto out;
     }
 out:
+    for (int r = 1; r < lad.n; r++)
+        dpt_engine_free(lad.eng[r]);
     dpt_engine_free(eng);
     dpt_free(tr);
     dpt_free(va);
