@@ -263,6 +263,10 @@ if [ "$tmax" = 2 ] && [ "${cores:-1}" -ge 2 ]; then
         "$DPTRAIN" info | grep -qE '^cross_core_round_trip_ns: [1-9][0-9]* ' &&
         ok "bench and info report the cross-core round trip" ||
         bad "round trip: $(grep 'round trip' "$T/out") $(grep -o '"roundtrip_ns": [^]]*]' "$T/bench.json")"
+    # one thread's runs alternate between the two cores, each core's median shown
+    grep -qE "^# one thread ran on cores 0..1 in turn; each core's median: [0-9]+ [0-9]+$" "$T/out" &&
+        ok "bench runs one thread on each core in turn" ||
+        bad "one thread's cores: $(grep -i 'one thread' "$T/out")"
 else
     grep -q '"roundtrip_ns": \[-1.0, -1.0\]' "$T/bench.json" && ! grep -q 'round trip' "$T/out" &&
         ok "one core or no OpenMP: no round trip reported" || bad "round trip with one core: $(cat "$T/bench.json")"

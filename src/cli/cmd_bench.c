@@ -1,8 +1,12 @@
 /* dptrain bench: thread scaling of the training step on real data. For each thread
- * count, trains a fixed number of steps (after a warm-up) three times and reports the
- * median samples/s, the speedup and efficiency against the first count, and the share
- * of step time in compute, synchronisation (barriers) and the optimiser update. */
+ * count, trains a fixed number of steps (after a warm-up) six times, interleaved with
+ * the other counts, and reports the median samples/s, the speedup and efficiency
+ * against one thread, and the share of step time in compute, synchronisation (barriers)
+ * and the optimiser update. One thread runs on each core of the largest team in turn:
+ * on a shared host one core can be slower than another for minutes, and a baseline
+ * taken on core 0 alone then flatters or belittles the teams that use both. */
 #include "cli.h"
+#include "parallel/team.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +16,7 @@ static const char help[] =
     "                     [--data DIR] [--steps N] [--warmup N] [--json FILE] [--bind core|none]\n"
     "\n"
     "Trains --steps steps (default 300, after --warmup 50) per thread count (default\n"
-    "1..physical cores), five times each (interleaved), and prints the median samples/s,\n"
+    "1..physical cores), six times each (interleaved), and prints the median samples/s,\n"
     "speedup,\n"
     "parallel efficiency and the time split; --json writes the same for machines.\n"
     "It also measures how long a cache line takes from the first thread's core to the\n"
@@ -93,7 +97,7 @@ int cmd_bench(int argc, char **argv)
 
     char arch[256];
     dpt_format_arch(&c.cfg, arch, sizeof arch);
-    printf("# dptrain bench: %s, %s, batch %d, dropout %g%s, %d steps x 5 per count "
+    printf("# dptrain bench: %s, %s, batch %d, dropout %g%s, %d steps x 6 per count "
            "(interleaved; medians)\n", arch,
            dpt_optimizer_name(c.cfg.optimizer), c.cfg.batch, c.cfg.dropout,
            c.cfg.batchnorm ? ", batchnorm" : "", steps);
@@ -103,11 +107,16 @@ int cmd_bench(int argc, char **argv)
     const double rt0 = dpt_team_roundtrip_ns(c.cfg.bind);
     /* Repetitions are interleaved over the thread counts (1, 2, 1, 2, ...) so that a
      * noisy neighbour hurts every count alike; each count reports its median. */
-    enum { REPS = 5 };
+    enum { REPS = 6 };
     static double sps[64][REPS];
     static dpt_phase_times pts[64][REPS];
     row rows[64] = { { 0 } };
     const char *binding = "none";
+    /* one thread's runs go to cores 0, 1, ... of the largest team in turn */
+    int most = 1;
+    for (int k = 0; k < nc; k++)
+        most = counts[k] > most ? counts[k] : most;
+    const int spread = c.cfg.bind && most > 1 ? (topo.cores < most ? topo.cores : most) : 1;
     for (int rep = 0; rep < REPS; rep++)
         for (int k = 0; k < nc; k++) {
             dpt_net *net = dpt_net_create(&c.cfg, &err);
@@ -124,6 +133,9 @@ int cmd_bench(int argc, char **argv)
                 fprintf(stderr, "dptrain: warning: %s\n", warn);
             binding = dpt_engine_binding(e);
             counts[k] = dpt_engine_threads(e); /* 1 in a build without OpenMP */
+            const int core = counts[k] == 1 && spread > 1 ? rep % spread : 0;
+            if (core)
+                dpt_team_bind(core); /* the engine pinned this thread to core 0 */
             int trc = dpt_engine_train(e, &ds, order, need, c.cfg.batch, 0, (size_t)warmup,
                                        NULL, NULL, &err);
             double t0 = dpt_now();
@@ -135,6 +147,8 @@ int cmd_bench(int argc, char **argv)
             }
             sps[k][rep] = (double)steps * c.cfg.batch / (dpt_now() - t0);
             dpt_engine_times(e, &pts[k][rep]);
+            if (core)
+                dpt_team_bind(0);
             dpt_engine_free(e);
             dpt_net_free(net);
             if (trc) {
@@ -153,10 +167,12 @@ int cmd_bench(int argc, char **argv)
                 ord[j] = ord[j - 1];
                 ord[j - 1] = tmp;
             }
-        int med = ord[REPS / 2];
+        /* an even count of runs: the mean of the middle two */
+        const int med = ord[REPS / 2];
+        const double mid = (sps[k][ord[REPS / 2 - 1]] + sps[k][med]) / 2;
         dpt_phase_times pt = pts[k][med];
         double tot = pt.compute + pt.sync + pt.update;
-        rows[k] = (row){ counts[k], sps[k][med], tot > 0 ? pt.compute / tot : 0,
+        rows[k] = (row){ counts[k], mid, tot > 0 ? pt.compute / tot : 0,
                          tot > 0 ? pt.sync / tot : 0, tot > 0 ? pt.update / tot : 0 };
     }
     const double rt1 = dpt_team_roundtrip_ns(c.cfg.bind);
@@ -168,6 +184,23 @@ int cmd_bench(int argc, char **argv)
             printf("# note: it changed during the runs (the host moved the cores?), so the "
                    "figures may mix two placements\n");
     }
+    for (int k = 0; k < nc; k++)
+        if (counts[k] == 1 && spread > 1) {
+            const int ran = spread < REPS ? spread : REPS;
+            printf("# one thread ran on cores 0..%d in turn; each core's median:", ran - 1);
+            for (int cr = 0; cr < ran; cr++) {
+                double v[REPS] = { 0 };
+                int n = 0;
+                for (int r = cr; r < REPS; r += spread) { /* ascending, by insertion */
+                    int j = n++;
+                    for (; j > 0 && v[j - 1] > sps[k][r]; j--)
+                        v[j] = v[j - 1];
+                    v[j] = sps[k][r];
+                }
+                printf(" %.0f", n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
+            }
+            printf("\n");
+        }
     printf("%7s %12s %8s %10s %8s %8s %8s\n", "threads", "samples/s", "speedup", "efficiency",
            "compute", "sync", "update");
     /* speedup against the 1-thread row if there is one, else against the first row
