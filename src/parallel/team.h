@@ -24,8 +24,9 @@ static inline int dpt_team_size(void) { return 1; }
  * a futex after ~0.2 ms of spinning (OMP_WAIT_POLICY unset), and on a noisy machine a
  * thread that far behind is common and the wake-up costs microseconds more. A waiting
  * thread yields its core (sched_yield) after `spin` pauses: ~1 ms when every thread
- * has a processor, almost at once when there are more threads than processors (the
- * thread it waits for may need that core). */
+ * has a processor (32768 pauses: 0.6 ms on the Zen 5 machine, 18.6 ns a pause), almost
+ * at once when there are more threads than processors of the process (the thread it
+ * waits for may need that core; counted once, before any thread is pinned). */
 typedef struct dpt_barrier {
     _Alignas(64) _Atomic unsigned arrived;
     _Alignas(64) _Atomic unsigned phase;
