@@ -224,7 +224,8 @@ f1=$(DPTRAIN_BALANCE=off "$DPTRAIN" train $Q --epochs 1 --batch 50 --threads 1 |
 fr=$(DPTRAIN_BALANCE=shuffle "$DPTRAIN" train $Q --epochs 1 --batch 50 --threads 3 | grep '^fingerprint:')
 [ -n "$f1" ] && [ "$f1" = "$fr" ] && ok "plans changing every 8 steps train the one-thread weights" ||
     bad "DPTRAIN_BALANCE=shuffle changes the weights: '$fr' vs '$f1'"
-# --threads auto (the default) trains chunks on 2 threads and on 1, here at random
+# --threads auto (the default) trains chunks on 2 threads and on 1, here at random; above
+# batch 1024 it keeps the full team (threads_mean equals threads)
 fa=$(DPTRAIN_ADAPT=shuffle "$DPTRAIN" train $Q --epochs 1 --batch 50 --threads auto)
 fd=$("$DPTRAIN" train $Q --epochs 1 --batch 50)
 fa1=$(echo "$fa" | grep '^fingerprint:')
@@ -232,6 +233,7 @@ fa1=$(echo "$fa" | grep '^fingerprint:')
     echo "$fa" | grep -qE '^threads_mean: [0-9]+\.[0-9]{2}$' &&
     echo "$fd" | grep -qE '^threads_mean: ' &&
     ! "$DPTRAIN" train $Q --epochs 1 --batch 50 --threads 2 | grep -q '^threads_mean:' &&
+    [ "$(DPTRAIN_ADAPT=shuffle "$DPTRAIN" train $Q --epochs 2 --batch 1100 | sed -n 's/^threads: \([0-9]*\)$/\1.00/p; s/^threads_mean: //p' | uniq | wc -l)" = 1 ] &&
     ok "--threads auto trains the one-thread weights and reports its mean thread count" ||
     bad "--threads auto: '$fa1' vs '$f1'; $(echo "$fa" | grep threads)"
 expect_exit 2 "--threads: bench measures the counts it is given" "bench --threads auto" -- "$DPTRAIN" bench --data "$DATA" --threads auto

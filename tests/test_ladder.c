@@ -28,7 +28,7 @@ Test(ladder, rungs_halve_down_to_one_thread)
     static const int n[] = { 1, 2, 3, 4, 5, 11 };
     for (int i = 0; i < 6; i++) {
         dpt_ladder lad;
-        dpt_ladder_init(&lad, Ts[i]);
+        dpt_ladder_init(&lad, Ts[i], 1);
         cr_assert_eq(lad.n, n[i], "T=%d", Ts[i]);
         for (int r = 0; r < lad.n; r++)
             cr_assert_eq(lad.count[r], want[i][r], "T=%d rung %d", Ts[i], r);
@@ -36,10 +36,21 @@ Test(ladder, rungs_halve_down_to_one_thread)
     }
 }
 
+Test(ladder, a_fixed_count_is_one_rung_that_never_probes)
+{
+    dpt_ladder fixed;
+    dpt_ladder_init(&fixed, 4, 0);
+    cr_assert_eq(fixed.n, 1);
+    cr_assert_eq(fixed.count[0], 4, "the team's own count, not 1");
+    double sp[5] = { 0, 9e6, 9e6, 9e6, 1e6 }, st[1] = { 0 };
+    drive(&fixed, sp, 200, st);
+    cr_assert_eq(st[0], 200 * 64.0);
+}
+
 Test(ladder, one_thread_never_probes)
 {
     dpt_ladder lad;
-    dpt_ladder_init(&lad, 1);
+    dpt_ladder_init(&lad, 1, 1);
     double speed[2] = { 0, 1e6 }, steps[1] = { 0 };
     drive(&lad, speed, 200, steps);
     cr_assert_eq(steps[0], 200 * 64.0);
@@ -48,7 +59,7 @@ Test(ladder, one_thread_never_probes)
 Test(ladder, two_threads_that_pay_keep_training)
 {
     dpt_ladder lad;
-    dpt_ladder_init(&lad, 2);
+    dpt_ladder_init(&lad, 2, 1);
     double speed[3] = { 0, 1.0e6, 1.7e6 }, steps[2] = { 0, 0 };
     drive(&lad, speed, 400, steps);
     cr_assert_eq(lad.cur, 0);
@@ -62,7 +73,7 @@ Test(ladder, two_threads_that_pay_keep_training)
 Test(ladder, one_thread_when_it_is_faster_even_in_a_short_run)
 {
     dpt_ladder lad;
-    dpt_ladder_init(&lad, 2);
+    dpt_ladder_init(&lad, 2, 1);
     double speed[3] = { 0, 1.55e6, 1.45e6 }, steps[2] = { 0, 0 };
     drive(&lad, speed, 4, steps); /* a warm-up, a timed chunk, then the probe */
     cr_assert_eq(lad.cur, 1, "one thread is 7%% faster: training should move there");
@@ -74,7 +85,7 @@ Test(ladder, one_thread_when_it_is_faster_even_in_a_short_run)
 Test(ladder, a_small_difference_does_not_move_it)
 {
     dpt_ladder lad;
-    dpt_ladder_init(&lad, 2);
+    dpt_ladder_init(&lad, 2, 1);
     double speed[3] = { 0, 1.01e6, 1.0e6 }, steps[2] = { 0, 0 };
     drive(&lad, speed, 200, steps);
     cr_assert_eq(lad.cur, 0, "1%% is within the 3%% margin");
@@ -83,7 +94,7 @@ Test(ladder, a_small_difference_does_not_move_it)
 Test(ladder, it_follows_the_speeds_when_they_change)
 {
     dpt_ladder lad;
-    dpt_ladder_init(&lad, 8);
+    dpt_ladder_init(&lad, 8, 1);
     /* two threads fastest: reached from eight by probing down twice */
     double speed[9] = { 0, 2.0e6, 3.0e6, 0, 2.0e6, 0, 0, 0, 1.0e6 }, steps[4] = { 0 };
     drive(&lad, speed, 400, steps);
@@ -102,7 +113,7 @@ Test(ladder, it_follows_the_speeds_when_they_change)
 Test(ladder, short_chunks_are_not_timed)
 {
     dpt_ladder lad;
-    dpt_ladder_init(&lad, 2);
+    dpt_ladder_init(&lad, 2, 1);
     size_t most;
     cr_assert_eq(dpt_ladder_next(&lad, &most), 0);
     dpt_ladder_took(&lad, 0, 64, 64 * 64, 1e-3); /* warm-up */
@@ -118,7 +129,7 @@ Test(ladder, short_chunks_are_not_timed)
 Test(ladder, a_probe_that_cannot_run_is_dropped)
 {
     dpt_ladder lad;
-    dpt_ladder_init(&lad, 2);
+    dpt_ladder_init(&lad, 2, 1);
     double speed[3] = { 0, 9e6, 1e6 }, steps[2] = { 0, 0 };
     drive(&lad, speed, 2, steps);
     size_t most;

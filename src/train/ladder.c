@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void dpt_ladder_init(dpt_ladder *lad, int T)
+void dpt_ladder_init(dpt_ladder *lad, int T, int adapt)
 {
     memset(lad, 0, sizeof *lad);
     lad->probe = -1;
@@ -12,7 +12,7 @@ void dpt_ladder_init(dpt_ladder *lad, int T)
     lad->since = DPT_LADDER_PROBE - 1; /* the first probe after one timed chunk */
     for (int c = T > 1 ? T : 1; lad->n < DPT_LADDER_RUNGS; c = (c + 1) / 2) {
         lad->count[lad->n++] = c;
-        if (c == 1)
+        if (c == 1 || !adapt)
             break;
     }
     const char *s = getenv("DPTRAIN_ADAPT");

@@ -24,7 +24,7 @@
 #include <stddef.h>
 
 enum { DPT_LADDER_RUNGS = 11, DPT_LADDER_PROBE = 32, DPT_LADDER_STEPS = 16,
-       DPT_LADDER_WARM = 8 };
+       DPT_LADDER_WARM = 8, DPT_ADAPT_MAX_BATCH = 1024 /* larger: the full team only */ };
 
 typedef struct dpt_ladder {
     int n, cur;                        /* rungs; the one training */
@@ -38,8 +38,8 @@ typedef struct dpt_ladder {
     unsigned long long shuffle;        /* DPTRAIN_ADAPT=shuffle: its generator, else 0 */
 } dpt_ladder;
 
-/* Rungs from T threads down to 1 (T = 1: one rung, never a probe). */
-void dpt_ladder_init(dpt_ladder *lad, int T);
+/* Rungs from T threads down to 1 if adapt, else T alone (one rung: never a probe). */
+void dpt_ladder_init(dpt_ladder *lad, int T, int adapt);
 /* The rung for the next chunk, and the most steps it should run (0: no limit). */
 int dpt_ladder_next(dpt_ladder *lad, size_t *most);
 /* The probe just asked for cannot run (its engine could not be made): abandons it;

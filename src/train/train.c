@@ -86,7 +86,11 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
         goto out;
     }
     res->threads = dpt_engine_threads(eng);
-    dpt_ladder_init(&lad, o->adapt ? res->threads : 1);
+    /* Each count tried keeps an engine, whose buffers grow with the batch (~6 MB for
+     * the default network at 1024); above that a step is long enough (milliseconds)
+     * that the barriers and exchanged lines, which can make one thread faster than
+     * two, do not matter, so large batches keep the one full team. */
+    dpt_ladder_init(&lad, res->threads, o->adapt && B <= DPT_ADAPT_MAX_BATCH);
     lad.eng[0] = eng;
     double thread_steps = 0;
     res->binding = dpt_engine_binding(eng);
