@@ -304,7 +304,8 @@ NARROW_GROUP(group_z, __m512, __mmask16, ID, _mm512_maskz_loadu_ps, _mm512_fmadd
  * 20-output layer). One row's chain gains an FMA every 4 cycles at best (the FMA's
  * latency), so four rows leave the FMA unit half idle; eight rows with their last
  * pieces (at most 4 lanes each) packed four to a zmm (row r in lanes 4(r % 4) ..) take
- * 10 FMAs an index, 5 cycles, against 8 cycles for two groups of 4. The packed
+ * 10 FMAs an index, 5 cycles at best (~6.7 measured with the blends) against 8 for two
+ * groups of 4. The packed
  * multiplier is blended from the rows' broadcasts and the piece of f is its 128 bits
  * repeated. Every lane's chain is the same FMAs in the same order as group_x's; an
  * index in only one group's union adds exact zeros to the other group's rows. */

@@ -212,8 +212,13 @@ finish:
     res->train_seconds = secs;
     res->threads_mean = done_here ? thread_steps / (double)done_here : res->threads;
     res->samples_per_s = secs > 0 ? res->samples / secs : 0;
-    dpt_phase_times pt;
-    dpt_engine_times(eng, &pt);
+    dpt_phase_times pt = { 0 };
+    for (int r = 0; r < lad.n; r++) /* every thread count's engine that ran */
+        if (lad.eng[r]) {
+            dpt_phase_times q;
+            dpt_engine_times(lad.eng[r], &q);
+            pt.compute += q.compute, pt.sync += q.sync, pt.update += q.update;
+        }
     double tot = pt.compute + pt.sync + pt.update;
     res->sync_share = tot > 0 ? pt.sync / tot : 0;
     /* final metrics in inference mode: training split, validation split, test set */
