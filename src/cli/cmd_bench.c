@@ -200,6 +200,7 @@ int cmd_bench(int argc, char **argv)
                 printf(" %.0f", n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
             }
             printf("\n");
+            break; /* the first one-thread row (without OpenMP every row is one) */
         }
     printf("%7s %12s %8s %10s %8s %8s %8s\n", "threads", "samples/s", "speedup", "efficiency",
            "compute", "sync", "update");
