@@ -151,12 +151,11 @@ static int dpt_ksplit(const dpt_engine *e, int B)
 }
 
 /* K-split batches keep the input block-major: block b (columns [k0, k1)) is B rows of
- * k1 - k0 floats at x + maxB * k0, so each owner's blocks are one contiguous run and no
- * cache line (nor the other core's prefetcher, streaming along rows) is shared. The
- * place depends on maxB, not on this batch's B: a step may begin before the others
- * finished the last one's update, which still reads their blocks of a longer batch. */
-/* K-block [k0, k1) of the converted input: B rows of k1 - k0 floats, then 16 rows'
- * worth of gap (GAP's reason) before the next block. */
+ * k1 - k0 floats at x + (maxB + 16) * k0, so each owner's blocks are one contiguous run
+ * and no cache line is shared; the 16 rows' worth after each block are a gap (see GAP:
+ * the prefetcher streaming past a block's end stops there). The place depends on maxB,
+ * not on this batch's B: a step may begin before the others finished the last one's
+ * update, which still reads their blocks of a longer batch. */
 static float *xblock(const dpt_engine *e, int k0) { return e->x + (size_t)(e->maxB + 16) * k0; }
 
 /* A gap (floats, 4 KiB) after every buffer or block of one that threads write apart:
