@@ -260,9 +260,9 @@ Test(engine, sync_batchnorm_step_on_t_threads_equals_one_thread, .timeout = 60)
     free(gt);
 }
 
-/* Trains `steps` steps (over a few epochs of synthetic data) and returns the
- * fingerprint. */
-static uint64_t run(dpt_config c, int T, size_t stop_after)
+/* Trains with options o (over a few epochs of synthetic data) and returns the
+ * fingerprint; the result in *res if res. */
+static uint64_t run_opts(dpt_config c, dpt_train_opts o, dpt_train_result *res)
 {
     dpt_dataset ds = synth(1000, 16, 5, 8);
     dpt_error err = { 0 };
@@ -270,14 +270,22 @@ static uint64_t run(dpt_config c, int T, size_t stop_after)
     cr_assert_not_null(net, "%s", err.msg);
     dpt_train_state st;
     dpt_train_state_init(&st);
-    dpt_train_opts o = { .threads = T, .bind = 0, .stop_after = stop_after };
-    dpt_train_result res;
-    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_OK, "%s", err.msg);
+    dpt_train_result r;
+    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &r, &err), DPT_OK, "%s", err.msg);
+    if (res)
+        *res = r;
     uint64_t fp = dpt_net_fingerprint(net);
     dpt_train_state_free(&st);
     dpt_net_free(net);
     dpt_dataset_free(&ds);
     return fp;
+}
+
+/* T threads, stopping after stop_after steps (0: all of c.epochs). */
+static uint64_t run(dpt_config c, int T, size_t stop_after)
+{
+    return run_opts(c, (dpt_train_opts){ .threads = T, .bind = 0, .stop_after = stop_after },
+                    NULL);
 }
 
 Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
@@ -592,20 +600,10 @@ Test(engine, early_stopping_restores_the_best_weights, .timeout = 60)
  * must stay those of one thread. */
 static uint64_t run_adapt(dpt_config c, int T, double *mean)
 {
-    dpt_dataset ds = synth(1000, 16, 5, 8);
-    dpt_error err = { 0 };
-    dpt_net *net = dpt_net_create(&c, &err);
-    cr_assert_not_null(net, "%s", err.msg);
-    dpt_train_state st;
-    dpt_train_state_init(&st);
-    dpt_train_opts o = { .threads = T, .bind = 0, .adapt = 1 };
     dpt_train_result res;
-    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &res, &err), DPT_OK, "%s", err.msg);
+    const uint64_t fp = run_opts(c, (dpt_train_opts){ .threads = T, .bind = 0, .adapt = 1 },
+                                 &res);
     *mean = res.threads_mean;
-    uint64_t fp = dpt_net_fingerprint(net);
-    dpt_train_state_free(&st);
-    dpt_net_free(net);
-    dpt_dataset_free(&ds);
     return fp;
 }
 

@@ -11,6 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The median of v[first], v[first + step], ... below n (of an even count, the mean of
+ * the middle two); ord gets their indices in ascending order of v. */
+static double median(const double *v, int first, int step, int n, int *ord)
+{
+    int m = 0;
+    for (int i = first; i < n; i += step) { /* insertion, ascending */
+        int j = m++;
+        for (; j > 0 && v[ord[j - 1]] > v[i]; j--)
+            ord[j] = ord[j - 1];
+        ord[j] = i;
+    }
+    if (m == 0)
+        return 0;
+    return m % 2 ? v[ord[m / 2]] : (v[ord[m / 2 - 1]] + v[ord[m / 2]]) / 2;
+}
+
 static const char help[] =
     "usage: dptrain bench [--threads 1,2,4] [--arch A] [--batch N] [--optimizer O]\n"
     "                     [--data DIR] [--steps N] [--warmup N] [--json FILE] [--bind core|none]\n"
@@ -159,17 +175,8 @@ int cmd_bench(int argc, char **argv)
     for (int k = 0; k < nc; k++) {
         /* the median run, and its time split */
         int ord[REPS];
-        for (int i = 0; i < REPS; i++)
-            ord[i] = i;
-        for (int i = 1; i < REPS; i++)
-            for (int j = i; j > 0 && sps[k][ord[j]] < sps[k][ord[j - 1]]; j--) {
-                int tmp = ord[j];
-                ord[j] = ord[j - 1];
-                ord[j - 1] = tmp;
-            }
-        /* an even count of runs: the mean of the middle two */
+        const double mid = median(sps[k], 0, 1, REPS, ord);
         const int med = ord[REPS / 2];
-        const double mid = (sps[k][ord[REPS / 2 - 1]] + sps[k][med]) / 2;
         dpt_phase_times pt = pts[k][med];
         double tot = pt.compute + pt.sync + pt.update;
         rows[k] = (row){ counts[k], mid, tot > 0 ? pt.compute / tot : 0,
@@ -189,15 +196,8 @@ int cmd_bench(int argc, char **argv)
             const int ran = spread < REPS ? spread : REPS;
             printf("# one thread ran on cores 0..%d in turn; each core's median:", ran - 1);
             for (int cr = 0; cr < ran; cr++) {
-                double v[REPS] = { 0 };
-                int n = 0;
-                for (int r = cr; r < REPS; r += spread) { /* ascending, by insertion */
-                    int j = n++;
-                    for (; j > 0 && v[j - 1] > sps[k][r]; j--)
-                        v[j] = v[j - 1];
-                    v[j] = sps[k][r];
-                }
-                printf(" %.0f", n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
+                int ord[REPS];
+                printf(" %.0f", median(sps[k], cr, spread, REPS, ord));
             }
             printf("\n");
             break; /* the first one-thread row (without OpenMP every row is one) */

@@ -390,31 +390,24 @@ void dpt_sparse_groupcols(const uint32_t *cfold, int B, int groups, uint32_t *u)
 void dpt_sparse_xw_narrow(const float *x, int lda, int B, int w, const uint16_t *rows,
                           const uint32_t *u, const float *W, int ldw, int n, float *z, int ldz)
 {
-    const int nw = DPT_SPARSE_WORDS(w), full = B / DPT_SPARSE_R * DPT_SPARSE_R;
-    int g = 0;
-    if (n > 16 && n <= 20)
-        for (; g + 1 < full / DPT_SPARSE_R; g += 2) {
-            const float *xr[2 * DPT_SPARSE_R];
-            float *o[2 * DPT_SPARSE_R];
-            for (int r = 0; r < 2 * DPT_SPARSE_R; r++) {
-                const int b = rows[DPT_SPARSE_R * g + r];
-                xr[r] = x + (size_t)b * lda;
-                o[r] = z + (size_t)b * ldz;
-            }
-            group8_p(u + (size_t)g * nw, u + (size_t)(g + 1) * nw, nw, xr, 1, W, (size_t)ldw,
-                     (__mmask8)((1u << (n - 16)) - 1), o);
-        }
-    for (; g < full / DPT_SPARSE_R; g++) {
-        const float *xr[DPT_SPARSE_R];
-        float *o[DPT_SPARSE_R];
-        for (int r = 0; r < DPT_SPARSE_R; r++) {
+    const int nw = DPT_SPARSE_WORDS(w), groups = B / DPT_SPARSE_R;
+    for (int g = 0; g < groups;) {
+        const int two = n > 16 && n <= 20 && g + 1 < groups; /* group8_p */
+        const float *xr[2 * DPT_SPARSE_R];
+        float *o[2 * DPT_SPARSE_R];
+        for (int r = 0; r < (1 + two) * DPT_SPARSE_R; r++) {
             const int b = rows[DPT_SPARSE_R * g + r];
             xr[r] = x + (size_t)b * lda;
             o[r] = z + (size_t)b * ldz;
         }
-        narrow_group(u + (size_t)g * nw, nw, xr, 1, W, (size_t)ldw, n, o);
+        if (two)
+            group8_p(u + (size_t)g * nw, u + (size_t)(g + 1) * nw, nw, xr, 1, W, (size_t)ldw,
+                     (__mmask8)((1u << (n - 16)) - 1), o);
+        else
+            narrow_group(u + (size_t)g * nw, nw, xr, 1, W, (size_t)ldw, n, o);
+        g += 1 + two;
     }
-    for (int i = full; i < B; i++) /* the last rows, one at a time */
+    for (int i = groups * DPT_SPARSE_R; i < B; i++) /* the last rows, one at a time */
         dpt_sparse_xw(x + (size_t)rows[i] * lda, lda, 1, w, W, ldw, n, z + (size_t)rows[i] * ldz,
                       ldz);
 }
@@ -423,27 +416,22 @@ void dpt_sparse_xtd_narrow(const float *x, int lda, int k0, int m, int B, const 
                            const uint32_t *tail, const float *d, int ldd, int n, float *g,
                            int ldg)
 {
-    const int nw = DPT_SPARSE_WORDS(B), full = m / DPT_SPARSE_R * DPT_SPARSE_R;
-    int q = 0;
-    if (n > 16 && n <= 20)
-        for (; q + 1 < full / DPT_SPARSE_R; q += 2) {
-            const float *xr[2 * DPT_SPARSE_R];
-            float *o[2 * DPT_SPARSE_R];
-            for (int r = 0; r < 2 * DPT_SPARSE_R; r++) {
-                xr[r] = x + k0 + DPT_SPARSE_R * q + r;
-                o[r] = g + (size_t)(DPT_SPARSE_R * q + r) * ldg;
-            }
-            group8_p(u + (size_t)q * nw, u + (size_t)(q + 1) * nw, nw, xr, (size_t)lda, d,
-                     (size_t)ldd, (__mmask8)((1u << (n - 16)) - 1), o);
-        }
-    for (; q < full / DPT_SPARSE_R; q++) {
-        const float *xr[DPT_SPARSE_R];
-        float *o[DPT_SPARSE_R];
-        for (int r = 0; r < DPT_SPARSE_R; r++) {
+    const int nw = DPT_SPARSE_WORDS(B), groups = m / DPT_SPARSE_R,
+              full = groups * DPT_SPARSE_R;
+    for (int q = 0; q < groups;) {
+        const int two = n > 16 && n <= 20 && q + 1 < groups; /* group8_p */
+        const float *xr[2 * DPT_SPARSE_R];
+        float *o[2 * DPT_SPARSE_R];
+        for (int r = 0; r < (1 + two) * DPT_SPARSE_R; r++) {
             xr[r] = x + k0 + DPT_SPARSE_R * q + r;
             o[r] = g + (size_t)(DPT_SPARSE_R * q + r) * ldg;
         }
-        narrow_group(u + (size_t)q * nw, nw, xr, (size_t)lda, d, (size_t)ldd, n, o);
+        if (two)
+            group8_p(u + (size_t)q * nw, u + (size_t)(q + 1) * nw, nw, xr, (size_t)lda, d,
+                     (size_t)ldd, (__mmask8)((1u << (n - 16)) - 1), o);
+        else
+            narrow_group(u + (size_t)q * nw, nw, xr, (size_t)lda, d, (size_t)ldd, n, o);
+        q += 1 + two;
     }
     if (full < m)
         dpt_sparse_xtd(x, lda, k0 + full, m - full, B, tail, d, ldd, n, g + (size_t)full * ldg,
