@@ -310,6 +310,20 @@ Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
     }
 }
 
+/* The runs of the tests that move work or the thread count between steps: two epochs
+ * with dropout, weight decay and (bn) batchnorm, batch B. */
+static dpt_config moving_config(const char *arch, int bn, int B)
+{
+    dpt_config c = tiny_config(arch);
+    c.batchnorm = bn;
+    c.dropout = 0.2f;
+    c.weight_decay = 1e-4f;
+    c.epochs = 2;
+    c.val_split = 0.2;
+    c.batch = B;
+    return c;
+}
+
 /* Every 8 steps the engine plans the threads' parts anew from their measured speeds
  * (rebalance): DPTRAIN_BALANCE=shuffle gives them random parts instead, so K-blocks,
  * units and rows change hands every 8 steps, and the weights must stay those of one
@@ -322,13 +336,7 @@ Test(engine, moving_work_between_threads_keeps_the_weights,
     int Ts[] = { 2, 3, 4, 8 };
     for (int a = 0; a < 2; a++)
         for (int b = 0; b < 3; b++) {
-            dpt_config c = tiny_config(archs[a]);
-            c.batchnorm = a == 0;
-            c.dropout = 0.2f;
-            c.weight_decay = 1e-4f;
-            c.epochs = 2;
-            c.val_split = 0.2;
-            c.batch = Bs[b];
+            const dpt_config c = moving_config(archs[a], a == 0, Bs[b]);
             setenv("DPTRAIN_BALANCE", "off", 1);
             cr_assert_eq(dpt_balance_mode(), DPT_BALANCE_OFF);
             const uint64_t one = run(c, 1, 0), fixed = run(c, 3, 0);
@@ -613,13 +621,7 @@ Test(engine, changing_the_thread_count_between_chunks_keeps_the_weights, .timeou
     int Bs[] = { 6, 33, 100 };
     for (int a = 0; a < 2; a++)
         for (int b = 0; b < 3; b++) {
-            dpt_config c = tiny_config(archs[a]);
-            c.batchnorm = a == 0;
-            c.dropout = 0.2f;
-            c.weight_decay = 1e-4f;
-            c.epochs = 2;
-            c.val_split = 0.2;
-            c.batch = Bs[b];
+            const dpt_config c = moving_config(archs[a], a == 0, Bs[b]);
             const uint64_t one = run(c, 1, 0);
             setenv("DPTRAIN_ADAPT", "shuffle", 1);
             double mean;

@@ -387,12 +387,27 @@ void dpt_sparse_groupcols(const uint32_t *cfold, int B, int groups, uint32_t *u)
     }
 }
 
+/* Whether group g of `groups` goes together with group g + 1 (group8_p): 17 to 20
+ * outputs and a next group. */
+static int paired(int n, int g, int groups) { return n > 16 && n <= 20 && g + 1 < groups; }
+
+/* Group g's rows (bits u + g * nw), with group g + 1's when two (x and o then hold 8). */
+static void run_groups(const uint32_t *u, int g, int two, int nw, const float *const *x,
+                       size_t xs, const float *f, size_t lf, int n, float *const *o)
+{
+    if (two)
+        group8_p(u + (size_t)g * nw, u + (size_t)(g + 1) * nw, nw, x, xs, f, lf,
+                 (__mmask8)((1u << (n - 16)) - 1), o);
+    else
+        narrow_group(u + (size_t)g * nw, nw, x, xs, f, lf, n, o);
+}
+
 void dpt_sparse_xw_narrow(const float *x, int lda, int B, int w, const uint16_t *rows,
                           const uint32_t *u, const float *W, int ldw, int n, float *z, int ldz)
 {
     const int nw = DPT_SPARSE_WORDS(w), groups = B / DPT_SPARSE_R;
     for (int g = 0; g < groups;) {
-        const int two = n > 16 && n <= 20 && g + 1 < groups; /* group8_p */
+        const int two = paired(n, g, groups);
         const float *xr[2 * DPT_SPARSE_R];
         float *o[2 * DPT_SPARSE_R];
         for (int r = 0; r < (1 + two) * DPT_SPARSE_R; r++) {
@@ -400,11 +415,7 @@ void dpt_sparse_xw_narrow(const float *x, int lda, int B, int w, const uint16_t 
             xr[r] = x + (size_t)b * lda;
             o[r] = z + (size_t)b * ldz;
         }
-        if (two)
-            group8_p(u + (size_t)g * nw, u + (size_t)(g + 1) * nw, nw, xr, 1, W, (size_t)ldw,
-                     (__mmask8)((1u << (n - 16)) - 1), o);
-        else
-            narrow_group(u + (size_t)g * nw, nw, xr, 1, W, (size_t)ldw, n, o);
+        run_groups(u, g, two, nw, xr, 1, W, (size_t)ldw, n, o);
         g += 1 + two;
     }
     for (int i = groups * DPT_SPARSE_R; i < B; i++) /* the last rows, one at a time */
@@ -419,18 +430,14 @@ void dpt_sparse_xtd_narrow(const float *x, int lda, int k0, int m, int B, const 
     const int nw = DPT_SPARSE_WORDS(B), groups = m / DPT_SPARSE_R,
               full = groups * DPT_SPARSE_R;
     for (int q = 0; q < groups;) {
-        const int two = n > 16 && n <= 20 && q + 1 < groups; /* group8_p */
+        const int two = paired(n, q, groups);
         const float *xr[2 * DPT_SPARSE_R];
         float *o[2 * DPT_SPARSE_R];
         for (int r = 0; r < (1 + two) * DPT_SPARSE_R; r++) {
             xr[r] = x + k0 + DPT_SPARSE_R * q + r;
             o[r] = g + (size_t)(DPT_SPARSE_R * q + r) * ldg;
         }
-        if (two)
-            group8_p(u + (size_t)q * nw, u + (size_t)(q + 1) * nw, nw, xr, (size_t)lda, d,
-                     (size_t)ldd, (__mmask8)((1u << (n - 16)) - 1), o);
-        else
-            narrow_group(u + (size_t)q * nw, nw, xr, (size_t)lda, d, (size_t)ldd, n, o);
+        run_groups(u, q, two, nw, xr, (size_t)lda, d, (size_t)ldd, n, o);
         q += 1 + two;
     }
     if (full < m)

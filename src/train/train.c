@@ -140,9 +140,10 @@ int dpt_train(dpt_net *net, const dpt_dataset *train, const dpt_dataset *test,
                                   &cost_sum, &correct, err);
             const double took = dpt_now() - t0;
             secs += took;
-            size_t first = st->batch * B, last = (st->batch + chunk) * B;
-            seen += (last < ntr ? last : ntr) - first;
-            dpt_ladder_took(&lad, rung, chunk, (last < ntr ? last : ntr) - first, took);
+            const size_t first = st->batch * B, last = (st->batch + chunk) * B,
+                         samples = (last < ntr ? last : ntr) - first;
+            seen += samples;
+            dpt_ladder_took(&lad, rung, chunk, samples, took);
             thread_steps += (double)chunk * lad.count[rung];
             st->batch += chunk;
             steps_since += chunk;
