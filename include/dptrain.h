@@ -146,6 +146,10 @@ int dpt_gemm_reserve(void);
 int dpt_gemm_select(const char *isa, dpt_error *err);
 /* Name of the kernel in use, and whether this CPU can run a given one. */
 const char *dpt_gemm_kernel(void);
+/* The kernel's KC: a product's sums over K run in chunks of this many terms, each from
+ * 0, added to the sum of the chunks before (zero-skipping products that must give the
+ * same bits follow it). */
+int dpt_gemm_kc(void);
 /* Whether training's products may skip zeros (of a layer's input: pixels, or a hidden
  * layer's ReLU/dropout output; or of dZ in the first layer's gradient): the avx512
  * kernel is in use, the CPU has AVX-512 BW/VL, and DPTRAIN_SPARSE is not "0". (The

@@ -298,10 +298,11 @@ Test(engine, weights_are_bitwise_identical_for_any_thread_count, .timeout = 240)
     c.val_split = 0.2;
     /* 256 inputs: B = 6, 32 and 33 run the first layer by K-blocks (6 and 33 end each
      * epoch with a shorter batch, which may start before the longer one's update is
-     * done), B = 100 by rows */
-    int Bs[] = { 6, 32, 33, 100 };
+     * done), B = 100 and 450 by rows (450: the gradients' sums over more rows than the
+     * gemm's KC, and a last batch of 350) */
+    int Bs[] = { 6, 32, 33, 100, 450 };
     int Ts[] = { 2, 3, 4, 8 };
-    for (int b = 0; b < 4; b++) {
+    for (int b = 0; b < 5; b++) {
         c.batch = Bs[b];
         uint64_t one = run(c, 1, 0);
         for (int t = 0; t < 4; t++)
@@ -359,20 +360,22 @@ Test(engine, moving_work_between_threads_keeps_the_weights,
  * outer rows are mostly zero, the middle ones not; the gradient skipping zero pixels or
  * the zeros of dZ; with 20 outputs, rows in fours over their union) train the same
  * weights as dense products, each path forced for every block too, and the blocks
- * dealt by measured cost keep T-invariance. */
+ * dealt by measured cost keep T-invariance. B = 6 and 33 run the first layer by
+ * K-blocks, 100 and 450 by rows (450: the gradients' sums run in the gemm's KC chunks
+ * of rows, which the zero-skipping products must follow). */
 Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
 {
     if (!dpt_gemm_sparse())
         cr_skip_test("the sparse products need the AVX-512 kernel");
     static const char *archs[] = { "256-40-30-5", "256-20-7-5" };
-    int Bs[] = { 6, 33 };
-    for (int i = 0; i < 4; i++) {
-        dpt_config c = tiny_config(archs[i / 2]);
+    int Bs[] = { 6, 33, 100, 450 };
+    for (int i = 0; i < 8; i++) {
+        dpt_config c = tiny_config(archs[i / 4]);
         c.dropout = 0.2f;
         c.weight_decay = 1e-4f;
         c.epochs = 2;
         c.val_split = 0.2;
-        const int b = i % 2;
+        const int b = i % 4;
         c.batch = Bs[b];
         uint64_t sparse1 = run(c, 1, 0), sparse3 = run(c, 3, 0);
         setenv("DPTRAIN_SPARSE", "input", 1);
@@ -391,18 +394,18 @@ Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
         uint64_t dense1 = run(c, 1, 0), dense2 = run(c, 2, 0);
         unsetenv("DPTRAIN_SPARSE");
         cr_assert_eq(input1, dense1, "%s B=%d: skipping every input zero changes the weights",
-                     archs[i / 2], Bs[b]);
+                     archs[i / 4], Bs[b]);
         cr_assert_eq(dz1, dense1, "%s B=%d: skipping dZ's zeros changes the weights",
-                     archs[i / 2], Bs[b]);
-        cr_assert_eq(dz3, dense1, "%s B=%d T=3 (dZ's zeros skipped)", archs[i / 2], Bs[b]);
+                     archs[i / 4], Bs[b]);
+        cr_assert_eq(dz3, dense1, "%s B=%d T=3 (dZ's zeros skipped)", archs[i / 4], Bs[b]);
         cr_assert_eq(dz5, dense1, "%s B=%d T=5, random parts (dZ's zeros skipped)",
-                     archs[i / 2], Bs[b]);
+                     archs[i / 4], Bs[b]);
         cr_assert_eq(dz8, dense1, "%s B=%d T=8, random parts (dZ's zeros skipped)",
-                     archs[i / 2], Bs[b]);
+                     archs[i / 4], Bs[b]);
         cr_assert_eq(sparse1, dense1, "%s B=%d: sparse and dense products train different "
-                     "weights", archs[i / 2], Bs[b]);
-        cr_assert_eq(sparse3, dense1, "%s B=%d T=3 (sparse)", archs[i / 2], Bs[b]);
-        cr_assert_eq(dense2, dense1, "%s B=%d T=2 (dense)", archs[i / 2], Bs[b]);
+                     "weights", archs[i / 4], Bs[b]);
+        cr_assert_eq(sparse3, dense1, "%s B=%d T=3 (sparse)", archs[i / 4], Bs[b]);
+        cr_assert_eq(dense2, dense1, "%s B=%d T=2 (dense)", archs[i / 4], Bs[b]);
     }
 }
 

@@ -110,6 +110,7 @@ int dpt_gemm_select(const char *isa, dpt_error *err)
 }
 
 const char *dpt_gemm_kernel(void) { return kern()->name; }
+int dpt_gemm_kc(void) { return kern()->kc; }
 
 int dpt_gemm_small_m(int m)
 {

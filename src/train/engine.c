@@ -49,10 +49,18 @@ enum { BALANCE_STEPS = 8 };
  * layers use one row per block (the scratch holds at least one row). */
 enum { GBLOCK = 4096 };
 /* The products may skip zeros (gemm/sparse.h) when the first layer's K-blocks are at
- * most DPT_SPARSE_MAXW wide and batches at most SPARSE_MAXB rows; a gradient block's
- * input columns (at most one K-block's, or DPT_SPARSE_MAXW rows of another layer) then
- * need SPARSE_COLS words of nonzero bits. */
-enum { SPARSE_MAXB = 320, SPARSE_COLS = DPT_SPARSE_MAXW * DPT_SPARSE_WORDS(SPARSE_MAXB) };
+ * most DPT_SPARSE_MAXW wide, for any batch. The K-split batches' per-row scratch below
+ * is sized for SPARSE_MAXB rows: at most DPT_KBLOCKS blocks of at most DPT_SPARSE_MAXW
+ * inputs allow K-split batches of up to 3 x 128 rows (dpt_ksplit). That is below the KC
+ * of the kernel the zero-skipping products run beside (avx512: 392), so a K-split
+ * batch's gradient sums are one KC chunk (see grad_cols); SPARSE_COLS words hold the
+ * nonzero bits of a K-block's input columns over such a batch. */
+enum { SPARSE_MAXB = 3 * DPT_SPARSE_MAXW,
+       SPARSE_COLS = DPT_SPARSE_MAXW * DPT_SPARSE_WORDS(SPARSE_MAXB) };
+/* Batches of more rows than dpt_ksplit allows run the first layer by rows: a thread's
+ * rows in runs of RCHUNK, each K-block's partial product into the worker's rpart (see
+ * rows_by_blocks). */
+enum { RCHUNK = 16 };
 /* The narrow products' group bits (gemm/sparse.h): a K-block's rows in fours (forward)
  * or its input columns in fours (gradient). */
 enum { UNION_WORDS = SPARSE_COLS / DPT_SPARSE_R > SPARSE_MAXB / DPT_SPARSE_R * DPT_UNION_WORDS
@@ -64,7 +72,11 @@ typedef struct worker {
     double *gsum, *gxsum;         /* [L][maxw] merged batchnorm backward sums */
     double *acc;                  /* [maxw] bias-gradient column sums */
     float *gblock;                /* [GBLOCK] a block of weight gradient */
-    uint32_t cols[SPARSE_COLS];   /* nonzero bitsets of a gradient block's input columns */
+    float *gpart;                 /* [GBLOCK] and one KC chunk's part of it (sparse_grad) */
+    uint32_t *cols;               /* nonzero bitsets of a gradient block's input columns
+                                     (grad_cols; [m][words(B)] up to KC rows) */
+    float *rpart;                 /* [nkb][RCHUNK x out_0] first-layer K-block partials of
+                                     a run of own rows (batches by rows) */
     uint32_t ubits[UNION_WORDS];  /* the narrow products' groups (see dpt_union) */
     uint32_t cfold[DPT_KBLOCKS][SPARSE_MAXB]; /* own K-blocks' dpt_union cfold */
     uint64_t rowbits[2 * SPARSE_MAXB]; /* and the block's dpt_union bits */
@@ -175,6 +187,11 @@ static size_t kpart_stride(const dpt_engine *e)
     return part_stride(e->maxB, e->net->layer[0].out) + GAP;
 }
 static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * kpart_stride(e); }
+/* A K-block's partials of RCHUNK rows in the worker's rpart (batches by rows). */
+static size_t rpart_stride(const dpt_engine *e)
+{
+    return part_stride(RCHUNK, e->net->layer[0].out);
+}
 
 /* The sparse products' cycles per nonzero pixel for `out` outputs (see fwd_path). */
 static double sparse_per_nz(int out, int grad)
@@ -399,6 +416,8 @@ static double plan_shares(dpt_engine *e, const double *density, int keep)
         const double d = density ? density[b] : 1.0, dense = dense_units(out0);
         const int w = dpt_kblock_width(in0, b);
         double fwd = ks ? dense : 0, grad = dense; /* per (row, input) pair */
+        if (density && e->sparse && !ks) /* rows' gradients may skip zero pixels */
+            grad = fmin(dense, d * e->gnz_cost[0]);
         if (density && e->sparse && ks) {
             fwd = fmin(dense, d * e->fnz_cost[0]);
             grad = fmin(fmin(dense, d * e->gnz_cost[0]),
@@ -545,7 +564,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         int w = dpt_kblock_width(net->layer[0].in, b);
         kbw = w > kbw ? w : kbw;
     }
-    e->sparse = dpt_gemm_sparse() && kbw <= DPT_SPARSE_MAXW && B <= SPARSE_MAXB;
+    e->sparse = dpt_gemm_sparse() && kbw <= DPT_SPARSE_MAXW;
     e->narrow = e->sparse && net->layer[0].out <= 32;
     e->dz_rho = 0.5; /* until measured (dpt_engine_train) */
     e->force = dpt_sparse_mode();
@@ -557,8 +576,12 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     /* the dZ-sparse gradient's scratch (floats and bit words are both 4 bytes) */
     const size_t ngt = e->sparse ? (size_t)kbw * net->layer[0].out : 0;
     const size_t ndzc = e->sparse ? (size_t)net->layer[0].out * DPT_SPARSE_WORDS(B) : 0;
+    const size_t ncols = /* grad_cols: a word more per KC chunk */
+        e->sparse ? (size_t)DPT_SPARSE_MAXW * (DPT_SPARSE_WORDS(B) + B / dpt_gemm_kc() + 1) : 0;
+    const size_t nrpart = dpt_ksplit(e, B) ? 0 : (size_t)e->nkb * rpart_stride(e);
     nf += RND((size_t)(B + 16) * net->layer[0].in) + (size_t)e->T * RND(gblock) + RND(npart);
-    nf += (size_t)e->T * (RND(ngt) + RND(ndzc) + GAP);
+    const size_t ngpart = e->sparse && B > dpt_gemm_kc() ? gblock : 0;
+    nf += (size_t)e->T * (RND(ngt) + RND(ndzc) + RND(ncols) + RND(nrpart) + RND(ngpart) + GAP);
     for (int l = 0; l < L; l++) {
         size_t rows = RND((size_t)B * net->layer[l].out) + GAP;
         nf += 4 * rows + (net->layer[l].bn ? rows : 0);
@@ -575,8 +598,11 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     fp += RND((size_t)(B + 16) * net->layer[0].in);
     for (int t = 0; t < e->T; t++) {
         e->w[t].gblock = fp, fp += RND(gblock);
+        e->w[t].gpart = fp, fp += RND(ngpart);
         e->w[t].gt = fp, fp += RND(ngt);
         e->w[t].dzcols = (uint32_t *)fp, fp += RND(ndzc);
+        e->w[t].cols = (uint32_t *)fp, fp += RND(ncols);
+        e->w[t].rpart = fp, fp += RND(nrpart);
         fp += GAP;
     }
     e->part = fp, fp += RND(npart);
@@ -637,6 +663,9 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
         memset(e->w[t].gblock, 0, sizeof(float) * gblock); /* own scratch */
         memset(e->w[t].gt, 0, sizeof(float) * ngt);
         memset(e->w[t].dzcols, 0, sizeof(uint32_t) * ndzc);
+        memset(e->w[t].cols, 0, sizeof(uint32_t) * ncols);
+        memset(e->w[t].rpart, 0, sizeof(float) * nrpart);
+        memset(e->w[t].gpart, 0, sizeof(float) * ngpart);
         for (int b = 0; b < e->nkb; b++) { /* own K-block partials and x columns */
             if (!owns(sh, b))
                 continue;
@@ -744,6 +773,42 @@ static void bn_backward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1,
                     net->params + ly->gamma, wk->invstd + o, wk->gsum + o, wk->gxsum + o);
 }
 
+/* The zero-skipping gradient g = x^T d (m columns of x, B rows; d and g n wide) must
+ * give the bits of the dense product dpt_sgemm(1, 0, ...), whose sums over the batch run
+ * in chunks of KC rows (dpt_gemm_kc), each from 0 and then added to the chunks' before:
+ * past KC rows it goes by the same chunks. grad_cols makes x's nonzero bitsets in
+ * wk->cols chunk by chunk (each chunk's words start at its first row; one chunk, the
+ * usual layout, up to KC rows) and returns their set bits; sparse_grad multiplies. */
+static size_t grad_cols(worker *wk, const float *x, int lda, int m, int B)
+{
+    const int kc = dpt_gemm_kc();
+    uint32_t *cols = wk->cols;
+    size_t nz = 0;
+    for (int p0 = 0; p0 < B; p0 += kc) {
+        const int rows = B - p0 < kc ? B - p0 : kc;
+        dpt_sparse_colmasks(x + (size_t)p0 * lda, lda, rows, 0, m, cols);
+        nz += dpt_sparse_bits(cols, (size_t)m * DPT_SPARSE_WORDS(rows));
+        cols += (size_t)m * DPT_SPARSE_WORDS(rows);
+    }
+    return nz;
+}
+static void sparse_grad(worker *wk, const float *x, int lda, int m, int B, const float *d,
+                        int n, float *g)
+{
+    const int kc = dpt_gemm_kc();
+    const uint32_t *cols = wk->cols;
+    for (int p0 = 0; p0 < B; p0 += kc) {
+        const int rows = B - p0 < kc ? B - p0 : kc;
+        float *out = p0 ? wk->gpart : g;
+        dpt_sparse_xtd(x + (size_t)p0 * lda, lda, 0, m, rows, cols, d + (size_t)p0 * n, n, n,
+                       out, n);
+        cols += (size_t)m * DPT_SPARSE_WORDS(rows);
+        if (p0)
+            for (size_t i = 0; i < (size_t)m * n; i++)
+                g[i] = g[i] + out[i];
+    }
+}
+
 /* Gradient (and, in training, the update) of thread t's units; ksplit: this batch ran
  * the first layer by K-blocks (its input is block-major). */
 static void update_share(stepctx *c, int t, worker *wk, int ksplit)
@@ -819,9 +884,8 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                 if (!kblocked && e->sparse && m <= DPT_SPARSE_MAXW && may_skip(e, l, 1)) {
                     /* the other layers' inputs (ReLU and dropout outputs) are mostly zero
                      * too: their rows take the cheaper of dense and zero-skipping */
-                    dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
+                    const size_t nz = grad_cols(wk, xa, lda, m, B);
                     have_cols = 1;
-                    const size_t nz = dpt_sparse_bits(wk->cols, (size_t)m * DPT_SPARSE_WORDS(B));
                     if (skip_pays(e, (double)nz, e->gnz_cost[l], (double)B * m, ly->out))
                         rpath = GRAD_X;
                 }
@@ -839,9 +903,8 @@ static void update_share(stepctx *c, int t, worker *wk, int ksplit)
                                           ly->out, gblock, ly->out);
                 } else if (rpath == GRAD_X || rpath == GRAD_XN) {
                     if (!have_cols)
-                        dpt_sparse_colmasks(xa, lda, B, 0, m, wk->cols);
-                    dpt_sparse_xtd(xa, lda, 0, m, B, wk->cols, e->dz[l], ly->out, ly->out,
-                                   gblock, ly->out);
+                        grad_cols(wk, xa, lda, m, B);
+                    sparse_grad(wk, xa, lda, m, B, e->dz[l], ly->out, gblock);
                 } else {
                     dpt_sgemm(1, 0, m, ly->out, B, 1.0f, xa, lda, e->dz[l], ly->out, 0.0f,
                               gblock, ly->out);
@@ -1001,6 +1064,38 @@ static void rebalance(dpt_engine *e)
     }
 }
 
+/* First layer, batches by rows: rows [r0, r1) of z_0 from the thread's converted rows
+ * of x, in runs of RCHUNK rows: each K-block's partial product (skipping the zero
+ * pixels where that pays, by this run's count of them, else dense: the same bits) into
+ * the worker's rpart, then summed in block order with the bias (and ReLU) as
+ * dpt_sum_partials sums the K-split batches' partials: a row's output has the same
+ * bits whether its batch ran by K-blocks or by rows. Before, batches by rows multiplied
+ * all the inputs densely in one product (bench/RESULTS.md, eleventh session). */
+static void rows_by_blocks(const dpt_engine *e, const worker *wk, int r0, int r1,
+                           const float *bias, int relu)
+{
+    const dpt_layer *l0 = &e->net->layer[0];
+    const int in = l0->in, out = l0->out;
+    const size_t ps = rpart_stride(e);
+    for (int c0 = r0; c0 < r1; c0 += RCHUNK) {
+        const int m = r1 - c0 < RCHUNK ? r1 - c0 : RCHUNK;
+        const float *xc = e->x + (size_t)c0 * in;
+        for (int b = 0; b < e->nkb; b++) {
+            const int k0 = dpt_kblock_row(in, b), w = dpt_kblock_width(in, b);
+            const float *Wb = e->net->params + l0->w + (size_t)k0 * out;
+            float *pb = wk->rpart + (size_t)b * ps;
+            if (e->sparse &&
+                skip_pays(e, (double)dpt_sparse_count(xc + k0, in, m, w), e->fnz_cost[0],
+                          (double)m * w, out))
+                dpt_sparse_xw(xc + k0, in, m, w, Wb, out, out, pb, out);
+            else
+                dpt_sgemm(0, 0, m, out, w, 1.0f, xc + k0, in, Wb, out, 0.0f, pb, out);
+        }
+        dpt_sum_partials(e->z[0] + (size_t)c0 * out, wk->rpart, ps, e->nkb, 0, m, out, bias,
+                         relu);
+    }
+}
+
 /* One step, run by every thread of the team. */
 static void step(stepctx *c)
 {
@@ -1081,6 +1176,8 @@ static void step(stepctx *c)
         if (l == 0 && ksplit)
             dpt_sum_partials(e->z[0], e->part, kpart_stride(e), e->nkb, r0, r1,
                              ly->out, bias, ep.relu);
+        else if (l == 0)
+            rows_by_blocks(e, wk, r0, r1, bias, ep.relu);
         else if (n > 0 && l > 0 && e->sparse && ly->in <= DPT_SPARSE_MAXW && may_skip(e, l, 0) &&
                  skip_pays(e,
                            (double)dpt_sparse_count(in + (size_t)r0 * ly->in, ly->in, n, ly->in),
@@ -1237,10 +1334,11 @@ int dpt_engine_train(dpt_engine *e, const dpt_dataset *ds, const uint32_t *order
     if (ds->dim != (size_t)e->net->layer[0].in)
         return dpt_seterr(err, DPT_EINPUT, "--arch: input size %d does not match the "
                           "data's %zu pixels", e->net->layer[0].in, ds->dim);
-    if (e->sparse && dpt_ksplit(e, e->maxB)) {
-        /* The block costs depend on the data's zero pixels, and the gradient's on how
-         * much of dZ is zero (GRAD_DZ): measured over the steps since the last call
-         * (all threads count the same dZ), re-planned when it moved by 0.05. */
+    if (e->sparse) {
+        /* The block costs depend on the data's zero pixels, and (K-split batches) the
+         * gradient's on how much of dZ is zero (GRAD_DZ): measured over the steps since
+         * the last call (all threads count the same dZ), re-planned when it moved by
+         * 0.05. */
         double seen[2] = { 0, 0 };
         for (int t = 0; t < e->T; t++) {
             seen[0] += e->w[t].dz_seen[0], seen[1] += e->w[t].dz_seen[1];
