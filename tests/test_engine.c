@@ -362,7 +362,7 @@ Test(engine, moving_work_between_threads_keeps_the_weights,
  * weights as dense products, each path forced for every block too, and the blocks
  * dealt by measured cost keep T-invariance. B = 6 and 33 run the first layer by
  * K-blocks, 100 and 450 by rows (450: the gradients' sums run in the gemm's KC chunks
- * of rows, which the zero-skipping products must follow). */
+ * of rows, which the zero-skipping products must follow: without, this test fails). */
 Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
 {
     if (!dpt_gemm_sparse())
@@ -407,6 +407,49 @@ Test(engine, sparse_first_layer_trains_the_dense_weights, .timeout = 120)
         cr_assert_eq(sparse3, dense1, "%s B=%d T=3 (sparse)", archs[i / 4], Bs[b]);
         cr_assert_eq(dense2, dense1, "%s B=%d T=2 (dense)", archs[i / 4], Bs[b]);
     }
+}
+
+/* Batches too big for K-blocks run the first layer by rows: with 784 inputs (more than
+ * the gemm's KC of 392) a run of rows that skips its zero pixels chains pieces of up to
+ * 128 inputs within each KC chunk and adds the chunks as the dense gemm does; the
+ * gradients past 392 rows go by KC chunks of rows too. Forced either way, and on 1 or 3
+ * threads, the weights are the same. B = 300: by rows, one KC chunk of rows; 450: two,
+ * and a last batch of 350. */
+Test(engine, batches_by_rows_skip_zeros_with_the_dense_bits, .timeout = 120)
+{
+    if (!dpt_gemm_sparse())
+        cr_skip_test("the sparse products need the AVX-512 kernel");
+    dpt_dataset ds = synth(1000, 28, 5, 8);
+    int Bs[] = { 300, 450 };
+    for (int b = 0; b < 2; b++) {
+        dpt_config c = tiny_config("784-40-10");
+        c.dropout = 0.2f;
+        c.epochs = 2;
+        c.val_split = 0.2;
+        c.batch = Bs[b];
+        uint64_t fp[4];
+        const char *mode[] = { "auto", "input", "0", "input" };
+        const int Ts[] = { 1, 1, 1, 3 };
+        for (int i = 0; i < 4; i++) {
+            setenv("DPTRAIN_SPARSE", mode[i], 1);
+            dpt_error err = { 0 };
+            dpt_net *net = dpt_net_create(&c, &err);
+            cr_assert_not_null(net, "%s", err.msg);
+            dpt_train_state st;
+            dpt_train_state_init(&st);
+            dpt_train_result r;
+            dpt_train_opts o = { .threads = Ts[i], .bind = 0 };
+            cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &r, &err), DPT_OK, "%s", err.msg);
+            fp[i] = dpt_net_fingerprint(net);
+            dpt_train_state_free(&st);
+            dpt_net_free(net);
+        }
+        unsetenv("DPTRAIN_SPARSE");
+        cr_assert_eq(fp[1], fp[2], "B=%d: skipping zero pixels changes the weights", Bs[b]);
+        cr_assert_eq(fp[0], fp[2], "B=%d: the chosen ways change the weights", Bs[b]);
+        cr_assert_eq(fp[3], fp[2], "B=%d T=3 (zeros skipped)", Bs[b]);
+    }
+    dpt_dataset_free(&ds);
 }
 
 Test(engine, every_optimizer_is_thread_count_invariant, .timeout = 120)

@@ -425,6 +425,40 @@ Test(gemm, sparse_byte_bits_cover_only_the_range)
         }
 }
 
+/* dpt_sparse_xw_more continues the sums: pieces of up to 128 inputs, chained, give one
+ * product over all of them (up to a KC chunk: the dense kernels' chain) bitwise. */
+Test(gemm, sparse_pieces_chain_into_one_product)
+{
+    if (!dpt_gemm_supported("avx512"))
+        cr_skip_test("needs AVX-512");
+    use_kernel("avx512");
+    if (!dpt_gemm_sparse())
+        cr_skip_test("sparse products not usable here");
+    static const int Ks[] = { 129, 300, 392 }, ns[] = { 10, 64, 128, 130 };
+    for (int ki = 0; ki < 3; ki++)
+        for (int ni = 0; ni < 4; ni++) {
+            const int B = 37, K = Ks[ki], n = ns[ni], lda = K + 5, ldz = n + 3;
+            float *x = pixels(B, lda, 0.5, 40 + (uint64_t)(ki * 4 + ni));
+            float *W = rmat((size_t)K * n, 41);
+            float *zs = dpt_alloc((size_t)B * ldz, sizeof(float));
+            float *zd = dpt_alloc((size_t)B * ldz, sizeof(float));
+            for (size_t i = 0; i < (size_t)B * ldz; i++)
+                zs[i] = zd[i] = -3.0f;
+            /* uneven pieces: 100, then 128s, then the rest */
+            for (int k = 0; k < K;) {
+                const int w = k == 0 ? 100 : K - k < 128 ? K - k : 128;
+                dpt_sparse_xw_more(x + k, lda, B, w, W + (size_t)k * n, n, n, zs, ldz, k > 0);
+                k += w;
+            }
+            dpt_sgemm(0, 0, B, n, K, 1.0f, x, lda, W, n, 0.0f, zd, ldz);
+            cr_assert_arr_eq(zs, zd, (size_t)B * ldz * sizeof(float), "K=%d n=%d", K, n);
+            dpt_free(x);
+            dpt_free(W);
+            dpt_free(zs);
+            dpt_free(zd);
+        }
+}
+
 Test(gemm, sparse_products_equal_the_dense_kernels_bitwise, .timeout = 120)
 {
     if (!dpt_gemm_supported("avx512"))

@@ -42,6 +42,11 @@ void dpt_sparse_transpose(const float *a, int lda, int rows, int cols, float *b,
  * DPT_SPARSE_MAXW: the forward product X W of a K-block or of a hidden layer's rows. */
 void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ldw, int n,
                    float *z, int ldz);
+/* The same, continuing the sums z holds if more (z[b][j] += the terms, FMA after FMA:
+ * the chain one product over the earlier inputs and these would run), so pieces of up
+ * to DPT_SPARSE_MAXW inputs make a longer product, e.g. the dense kernels' KC chunks. */
+void dpt_sparse_xw_more(const float *x, int lda, int B, int w, const float *W, int ldw, int n,
+                        float *z, int ldz, int more);
 
 /* Narrow outputs (n <= 32): DPT_SPARSE_R rows of the product at once, over the union
  * of their nonzeros (the same bits as dpt_sparse_xw / dpt_sparse_xtd; ~1.5 cycles per

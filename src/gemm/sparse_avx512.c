@@ -133,6 +133,12 @@ void dpt_sparse_xtd(const float *x, int lda, int k0, int m, int B, const uint32_
 void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ldw, int n,
                    float *z, int ldz)
 {
+    dpt_sparse_xw_more(x, lda, B, w, W, ldw, n, z, ldz, 0);
+}
+
+void dpt_sparse_xw_more(const float *x, int lda, int B, int w, const float *W, int ldw, int n,
+                        float *z, int ldz, int more)
+{
     enum { NW = (DPT_SPARSE_MAXW + 31) / 32 };
     /* chunks of about equal size, on 16-column boundaries */
     const int nch = (w + chunk_rows(n, 16) - 1) / chunk_rows(n, 16);
@@ -148,7 +154,7 @@ void dpt_sparse_xw(const float *x, int lda, int B, int w, const float *W, int ld
                                                   _mm512_setzero_ps(), _CMP_NEQ_UQ);
                 bits[p / 32] |= (uint32_t)nz << (p % 32);
             }
-            row(bits, nw, xb, 1, W + (size_t)k0 * ldw, (size_t)ldw, n, c > 0,
+            row(bits, nw, xb, 1, W + (size_t)k0 * ldw, (size_t)ldw, n, c > 0 || more,
                 z + (size_t)b * ldz);
         }
     }

@@ -58,9 +58,8 @@ enum { GBLOCK = 4096 };
 enum { SPARSE_MAXB = 3 * DPT_SPARSE_MAXW,
        SPARSE_COLS = DPT_SPARSE_MAXW * DPT_SPARSE_WORDS(SPARSE_MAXB) };
 /* Batches of more rows than dpt_ksplit allows run the first layer by rows: a thread's
- * rows in runs of RCHUNK, each K-block's partial product into the worker's rpart (see
- * rows_by_blocks). */
-enum { RCHUNK = 16 };
+ * rows in runs of RCHUNK (first_rows). */
+enum { RCHUNK = 64 };
 /* The narrow products' group bits (gemm/sparse.h): a K-block's rows in fours (forward)
  * or its input columns in fours (gradient). */
 enum { UNION_WORDS = SPARSE_COLS / DPT_SPARSE_R > SPARSE_MAXB / DPT_SPARSE_R * DPT_UNION_WORDS
@@ -75,8 +74,8 @@ typedef struct worker {
     float *gpart;                 /* [GBLOCK] and one KC chunk's part of it (sparse_grad) */
     uint32_t *cols;               /* nonzero bitsets of a gradient block's input columns
                                      (grad_cols; [m][words(B)] up to KC rows) */
-    float *rpart;                 /* [nkb][RCHUNK x out_0] first-layer K-block partials of
-                                     a run of own rows (batches by rows) */
+    float *rpart;                 /* [2][RCHUNK x out_0] a run of own rows' first-layer
+                                     sums (first_rows) */
     uint32_t ubits[UNION_WORDS];  /* the narrow products' groups (see dpt_union) */
     uint32_t cfold[DPT_KBLOCKS][SPARSE_MAXB]; /* own K-blocks' dpt_union cfold */
     uint64_t rowbits[2 * SPARSE_MAXB]; /* and the block's dpt_union bits */
@@ -187,7 +186,7 @@ static size_t kpart_stride(const dpt_engine *e)
     return part_stride(e->maxB, e->net->layer[0].out) + GAP;
 }
 static float *kpart(const dpt_engine *e, int b) { return e->part + (size_t)b * kpart_stride(e); }
-/* A K-block's partials of RCHUNK rows in the worker's rpart (batches by rows). */
+/* RCHUNK rows of the first layer's output in the worker's rpart (batches by rows). */
 static size_t rpart_stride(const dpt_engine *e)
 {
     return part_stride(RCHUNK, e->net->layer[0].out);
@@ -578,7 +577,7 @@ dpt_engine *dpt_engine_create(dpt_net *net, int max_batch, int threads, int bind
     const size_t ndzc = e->sparse ? (size_t)net->layer[0].out * DPT_SPARSE_WORDS(B) : 0;
     const size_t ncols = /* grad_cols: a word more per KC chunk */
         e->sparse ? (size_t)DPT_SPARSE_MAXW * (DPT_SPARSE_WORDS(B) + B / dpt_gemm_kc() + 1) : 0;
-    const size_t nrpart = dpt_ksplit(e, B) ? 0 : (size_t)e->nkb * rpart_stride(e);
+    const size_t nrpart = dpt_ksplit(e, B) ? 0 : 2 * rpart_stride(e);
     nf += RND((size_t)(B + 16) * net->layer[0].in) + (size_t)e->T * RND(gblock) + RND(npart);
     const size_t ngpart = e->sparse && B > dpt_gemm_kc() ? gblock : 0;
     nf += (size_t)e->T * (RND(ngt) + RND(ndzc) + RND(ncols) + RND(nrpart) + RND(ngpart) + GAP);
@@ -1064,35 +1063,52 @@ static void rebalance(dpt_engine *e)
     }
 }
 
-/* First layer, batches by rows: rows [r0, r1) of z_0 from the thread's converted rows
- * of x, in runs of RCHUNK rows: each K-block's partial product (skipping the zero
- * pixels where that pays, by this run's count of them, else dense: the same bits) into
- * the worker's rpart, then summed in block order with the bias (and ReLU) as
- * dpt_sum_partials sums the K-split batches' partials: a row's output has the same
- * bits whether its batch ran by K-blocks or by rows. Before, batches by rows multiplied
- * all the inputs densely in one product (bench/RESULTS.md, eleventh session). */
-static void rows_by_blocks(const dpt_engine *e, const worker *wk, int r0, int r1,
-                           const float *bias, int relu)
+/* Skipping a run's zero pixels costs this many times the K-blocks' sparse cost model
+ * against the whole row's dense gemm: on Fashion-MNIST (half the pixels nonzero) the
+ * dense runs were faster (one thread, batch 320: 357k samples/s against 347k with every
+ * run skipping zeros, 314k before; two threads 499k against 459k, 496k before), on
+ * MNIST (~19% nonzero) the sparse ones by far (two threads, batch 512: 754k against
+ * 544k before). 1.6 puts the break-even at ~43% nonzero for 128 outputs. */
+#define ROWS_NZ_COST 1.6
+
+/* First layer, batches by rows (too big for K-blocks): rows [r0, r1) of z_0 from the
+ * thread's converted rows of x, with the dense gemm's bits (dpt_sgemm_ex: the sums over
+ * the inputs in KC chunks, each from 0 and added to the chunks' before, then the bias
+ * and ReLU), in runs of RCHUNK rows. A run whose zero pixels make skipping them pay (by
+ * its count of them) goes through dpt_sparse_xw_more, in pieces of up to
+ * DPT_SPARSE_MAXW inputs chained within each KC chunk (a chunk after the first into a
+ * second scratch, then added); the others through the gemm itself. Before, such
+ * batches' forward product always ran densely, and past 320 rows every product did
+ * (bench/RESULTS.md, eleventh session). */
+static void first_rows(const dpt_engine *e, const worker *wk, int r0, int r1,
+                       const dpt_epilogue *ep)
 {
     const dpt_layer *l0 = &e->net->layer[0];
-    const int in = l0->in, out = l0->out;
-    const size_t ps = rpart_stride(e);
+    const int in = l0->in, out = l0->out, kc = dpt_gemm_kc();
+    const float *W = e->net->params + l0->w;
+    float *sum = wk->rpart, *tmp = wk->rpart + rpart_stride(e);
     for (int c0 = r0; c0 < r1; c0 += RCHUNK) {
         const int m = r1 - c0 < RCHUNK ? r1 - c0 : RCHUNK;
         const float *xc = e->x + (size_t)c0 * in;
-        for (int b = 0; b < e->nkb; b++) {
-            const int k0 = dpt_kblock_row(in, b), w = dpt_kblock_width(in, b);
-            const float *Wb = e->net->params + l0->w + (size_t)k0 * out;
-            float *pb = wk->rpart + (size_t)b * ps;
-            if (e->sparse &&
-                skip_pays(e, (double)dpt_sparse_count(xc + k0, in, m, w), e->fnz_cost[0],
-                          (double)m * w, out))
-                dpt_sparse_xw(xc + k0, in, m, w, Wb, out, out, pb, out);
-            else
-                dpt_sgemm(0, 0, m, out, w, 1.0f, xc + k0, in, Wb, out, 0.0f, pb, out);
+        float *zc = e->z[0] + (size_t)c0 * out;
+        if (!e->sparse || !skip_pays(e, (double)dpt_sparse_count(xc, in, m, in),
+                                     ROWS_NZ_COST * e->fnz_cost[0], (double)m * in, out)) {
+            dpt_sgemm_ex(0, 0, m, out, in, 1.0f, xc, in, W, out, 0.0f, zc, out, ep);
+            continue;
         }
-        dpt_sum_partials(e->z[0] + (size_t)c0 * out, wk->rpart, ps, e->nkb, 0, m, out, bias,
-                         relu);
+        for (int p0 = 0; p0 < in; p0 += kc) {
+            const int p1 = in - p0 < kc ? in : p0 + kc;
+            float *s = p0 ? tmp : sum;
+            for (int k = p0; k < p1; k += DPT_SPARSE_MAXW) {
+                const int w = p1 - k < DPT_SPARSE_MAXW ? p1 - k : DPT_SPARSE_MAXW;
+                dpt_sparse_xw_more(xc + k, in, m, w, W + (size_t)k * out, out, out, s, out,
+                                   k > p0);
+            }
+            if (p0)
+                for (size_t i = 0; i < (size_t)m * out; i++)
+                    sum[i] = sum[i] + tmp[i];
+        }
+        dpt_sum_partials(zc, sum, 0, 1, 0, m, out, ep->bias, ep->relu);
     }
 }
 
@@ -1177,7 +1193,7 @@ static void step(stepctx *c)
             dpt_sum_partials(e->z[0], e->part, kpart_stride(e), e->nkb, r0, r1,
                              ly->out, bias, ep.relu);
         else if (l == 0)
-            rows_by_blocks(e, wk, r0, r1, bias, ep.relu);
+            first_rows(e, wk, r0, r1, &ep);
         else if (n > 0 && l > 0 && e->sparse && ly->in <= DPT_SPARSE_MAXW && may_skip(e, l, 0) &&
                  skip_pays(e,
                            (double)dpt_sparse_count(in + (size_t)r0 * ly->in, ly->in, n, ly->in),
