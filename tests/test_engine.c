@@ -260,23 +260,30 @@ Test(engine, sync_batchnorm_step_on_t_threads_equals_one_thread, .timeout = 60)
     free(gt);
 }
 
-/* Trains with options o (over a few epochs of synthetic data) and returns the
- * fingerprint; the result in *res if res. */
-static uint64_t run_opts(dpt_config c, dpt_train_opts o, dpt_train_result *res)
+/* Trains on ds with options o and returns the fingerprint; the result in *res if res. */
+static uint64_t train_on(const dpt_dataset *ds, dpt_config c, dpt_train_opts o,
+                         dpt_train_result *res)
 {
-    dpt_dataset ds = synth(1000, 16, 5, 8);
     dpt_error err = { 0 };
     dpt_net *net = dpt_net_create(&c, &err);
     cr_assert_not_null(net, "%s", err.msg);
     dpt_train_state st;
     dpt_train_state_init(&st);
     dpt_train_result r;
-    cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &r, &err), DPT_OK, "%s", err.msg);
+    cr_assert_eq(dpt_train(net, ds, NULL, &st, &o, &r, &err), DPT_OK, "%s", err.msg);
     if (res)
         *res = r;
     uint64_t fp = dpt_net_fingerprint(net);
     dpt_train_state_free(&st);
     dpt_net_free(net);
+    return fp;
+}
+
+/* The same over a few epochs of 16 x 16 synthetic images. */
+static uint64_t run_opts(dpt_config c, dpt_train_opts o, dpt_train_result *res)
+{
+    dpt_dataset ds = synth(1000, 16, 5, 8);
+    uint64_t fp = train_on(&ds, c, o, res);
     dpt_dataset_free(&ds);
     return fp;
 }
@@ -432,17 +439,7 @@ Test(engine, batches_by_rows_skip_zeros_with_the_dense_bits, .timeout = 120)
         const int Ts[] = { 1, 1, 1, 3 };
         for (int i = 0; i < 4; i++) {
             setenv("DPTRAIN_SPARSE", mode[i], 1);
-            dpt_error err = { 0 };
-            dpt_net *net = dpt_net_create(&c, &err);
-            cr_assert_not_null(net, "%s", err.msg);
-            dpt_train_state st;
-            dpt_train_state_init(&st);
-            dpt_train_result r;
-            dpt_train_opts o = { .threads = Ts[i], .bind = 0 };
-            cr_assert_eq(dpt_train(net, &ds, NULL, &st, &o, &r, &err), DPT_OK, "%s", err.msg);
-            fp[i] = dpt_net_fingerprint(net);
-            dpt_train_state_free(&st);
-            dpt_net_free(net);
+            fp[i] = train_on(&ds, c, (dpt_train_opts){ .threads = Ts[i], .bind = 0 }, NULL);
         }
         unsetenv("DPTRAIN_SPARSE");
         cr_assert_eq(fp[1], fp[2], "B=%d: skipping zero pixels changes the weights", Bs[b]);
