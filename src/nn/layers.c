@@ -72,12 +72,14 @@ to_unit_avx512(float *restrict dst, const uint8_t *restrict src, size_t n)
 
 typedef size_t (*convert_fn)(float *restrict, const uint8_t *restrict, size_t);
 
-void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x)
+size_t dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x)
 {
     const size_t d = ds->dim;
     const convert_fn conv = PICK(bytes_to_unit_avx512, bytes_to_unit_c);
+    size_t nz = 0;
     for (int r = r0; r < r1; r++)
-        conv(x + (size_t)r * d, ds->images + (size_t)idx[r] * d, d);
+        nz += conv(x + (size_t)r * d, ds->images + (size_t)idx[r] * d, d);
+    return nz;
 }
 
 /* The rows of a block by their count of nonzero pixels in steps of 8 (a counting sort:

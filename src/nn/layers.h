@@ -4,8 +4,9 @@
 
 #include "dptrain.h"
 
-/* x[r] = images[idx[r]] / 255 for rows [r0, r1) (x has ds->dim floats per row). */
-void dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x);
+/* x[r] = images[idx[r]] / 255 for rows [r0, r1) (x has ds->dim floats per row);
+ * returns how many of those pixels are not zero. */
+size_t dpt_load_input(const dpt_dataset *ds, const uint32_t *idx, int r0, int r1, float *x);
 
 /* The nonzero pattern of a block of input, for the narrow sparse products
  * (gemm/sparse.h, where DPT_UNION_R is DPT_SPARSE_R). */

@@ -415,15 +415,16 @@ static double plan_shares(dpt_engine *e, const double *density, int keep)
         const double d = density ? density[b] : 1.0, dense = dense_units(out0);
         const int w = dpt_kblock_width(in0, b);
         double fwd = ks ? dense : 0, grad = dense; /* per (row, input) pair */
-        if (density && e->sparse && !ks) /* rows' gradients may skip zero pixels */
-            grad = fmin(dense, d * e->gnz_cost[0]);
-        if (density && e->sparse && ks) {
-            fwd = fmin(dense, d * e->fnz_cost[0]);
-            grad = fmin(fmin(dense, d * e->gnz_cost[0]),
-                        dz_cost(w, out0, e->dz_rho * e->maxB * out0) / ((double)e->maxB * w));
-            if (e->narrow) {
-                fwd = fmin(fwd, e->kurows[b] * dense);
-                grad = fmin(grad, e->kucols[b] * dense);
+        if (density && e->sparse) {
+            grad = fmin(dense, d * e->gnz_cost[0]); /* skipping zero pixels */
+            if (ks) { /* and the K-split batches' other ways */
+                fwd = fmin(dense, d * e->fnz_cost[0]);
+                grad = fmin(grad, dz_cost(w, out0, e->dz_rho * e->maxB * out0) /
+                                      ((double)e->maxB * w));
+                if (e->narrow) {
+                    fwd = fmin(fwd, e->kurows[b] * dense);
+                    grad = fmin(grad, e->kucols[b] * dense);
+                }
             }
         }
         /* row_cycles counts a dense gradient (out0 / 16 per pair): replaced by grad */
@@ -772,6 +773,14 @@ static void bn_backward(dpt_engine *e, worker *wk, int l, int B, int s0, int s1,
                     net->params + ly->gamma, wk->invstd + o, wk->gsum + o, wk->gxsum + o);
 }
 
+/* a[i] = a[i] + b[i], i < n: a later KC chunk's sums added to the chunks' before, one
+ * rounding each, as the gemm adds them (beta = 1). */
+static void add_chunk(float *restrict a, const float *restrict b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        a[i] = a[i] + b[i];
+}
+
 /* The zero-skipping gradient g = x^T d (m columns of x, B rows; d and g n wide) must
  * give the bits of the dense product dpt_sgemm(1, 0, ...), whose sums over the batch run
  * in chunks of KC rows (dpt_gemm_kc), each from 0 and then added to the chunks' before:
@@ -803,8 +812,7 @@ static void sparse_grad(worker *wk, const float *x, int lda, int m, int B, const
                        out, n);
         cols += (size_t)m * DPT_SPARSE_WORDS(rows);
         if (p0)
-            for (size_t i = 0; i < (size_t)m * n; i++)
-                g[i] = g[i] + out[i];
+            add_chunk(g, out, (size_t)m * n);
     }
 }
 
@@ -1071,18 +1079,19 @@ static void rebalance(dpt_engine *e)
  * 544k before). 1.6 puts the break-even at ~43% nonzero for 128 outputs. */
 #define ROWS_NZ_COST 1.6
 
-/* First layer, batches by rows (too big for K-blocks): rows [r0, r1) of z_0 from the
- * thread's converted rows of x, with the dense gemm's bits (dpt_sgemm_ex: the sums over
+/* First layer, batches by rows (too big for K-blocks): rows [r0, r1) of z_0, each run
+ * of RCHUNK rows converted into x just before its product (the conversion counts its
+ * nonzero pixels), with the dense gemm's bits (dpt_sgemm_ex: the sums over
  * the inputs in KC chunks, each from 0 and added to the chunks' before, then the bias
- * and ReLU), in runs of RCHUNK rows. A run whose zero pixels make skipping them pay (by
- * its count of them) goes through dpt_sparse_xw_more, in pieces of up to
+ * and ReLU). A run whose zero pixels make skipping them pay goes through dpt_sparse_xw_more, in pieces of up to
  * DPT_SPARSE_MAXW inputs chained within each KC chunk (a chunk after the first into a
  * second scratch, then added); the others through the gemm itself. Before, such
  * batches' forward product always ran densely, and past 320 rows every product did
  * (bench/RESULTS.md, eleventh session). */
-static void first_rows(const dpt_engine *e, const worker *wk, int r0, int r1,
+static void first_rows(const stepctx *c, const worker *wk, int r0, int r1,
                        const dpt_epilogue *ep)
 {
+    const dpt_engine *e = c->e;
     const dpt_layer *l0 = &e->net->layer[0];
     const int in = l0->in, out = l0->out, kc = dpt_gemm_kc();
     const float *W = e->net->params + l0->w;
@@ -1091,8 +1100,9 @@ static void first_rows(const dpt_engine *e, const worker *wk, int r0, int r1,
         const int m = r1 - c0 < RCHUNK ? r1 - c0 : RCHUNK;
         const float *xc = e->x + (size_t)c0 * in;
         float *zc = e->z[0] + (size_t)c0 * out;
-        if (!e->sparse || !skip_pays(e, (double)dpt_sparse_count(xc, in, m, in),
-                                     ROWS_NZ_COST * e->fnz_cost[0], (double)m * in, out)) {
+        const size_t nz = dpt_load_input(c->ds, c->idx, c0, c0 + m, e->x);
+        if (!e->sparse ||
+            !skip_pays(e, (double)nz, ROWS_NZ_COST * e->fnz_cost[0], (double)m * in, out)) {
             dpt_sgemm_ex(0, 0, m, out, in, 1.0f, xc, in, W, out, 0.0f, zc, out, ep);
             continue;
         }
@@ -1105,8 +1115,7 @@ static void first_rows(const dpt_engine *e, const worker *wk, int r0, int r1,
                                    k > p0);
             }
             if (p0)
-                for (size_t i = 0; i < (size_t)m * out; i++)
-                    sum[i] = sum[i] + tmp[i];
+                add_chunk(sum, tmp, (size_t)m * out);
         }
         dpt_sum_partials(zc, sum, 0, 1, 0, m, out, ep->bias, ep->relu);
     }
@@ -1180,9 +1189,7 @@ static void step(stepctx *c)
         wk->t_plan += tc; /* the own K-blocks' conversion and product */
         SYNC(e, wk);
         tc -= tick();
-    } else {
-        dpt_load_input(c->ds, c->idx, r0, r1, e->x);
-    }
+    } /* else first_rows converts the rows */
     for (int l = 0; l < L; l++) {
         const dpt_layer *ly = &net->layer[l];
         const float *in = l ? act(e, l - 1) : e->x;
@@ -1193,7 +1200,7 @@ static void step(stepctx *c)
             dpt_sum_partials(e->z[0], e->part, kpart_stride(e), e->nkb, r0, r1,
                              ly->out, bias, ep.relu);
         else if (l == 0)
-            first_rows(e, wk, r0, r1, &ep);
+            first_rows(c, wk, r0, r1, &ep);
         else if (n > 0 && l > 0 && e->sparse && ly->in <= DPT_SPARSE_MAXW && may_skip(e, l, 0) &&
                  skip_pays(e,
                            (double)dpt_sparse_count(in + (size_t)r0 * ly->in, ly->in, n, ly->in),
